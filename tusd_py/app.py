@@ -1,0 +1,86 @@
+"""create_app: the tus endpoint composed from a store, a locker and options."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from starlette.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp
+
+from .handler import TusHandler, TusOptions
+from .locks import Locker, MemoryLocker
+from .stores import FileStore, Store
+
+TUS_REQUEST_HEADERS = [
+    "Authorization",
+    "Content-Type",
+    "Origin",
+    "Tus-Resumable",
+    "Upload-Checksum",
+    "Upload-Concat",
+    "Upload-Defer-Length",
+    "Upload-Length",
+    "Upload-Metadata",
+    "Upload-Offset",
+    "X-HTTP-Method-Override",
+    "X-Request-ID",
+    "X-Requested-With",
+]
+TUS_RESPONSE_HEADERS = [
+    "Location",
+    "Tus-Checksum-Algorithm",
+    "Tus-Extension",
+    "Tus-Max-Size",
+    "Tus-Resumable",
+    "Tus-Version",
+    "Upload-Concat",
+    "Upload-Defer-Length",
+    "Upload-Expires",
+    "Upload-Length",
+    "Upload-Metadata",
+    "Upload-Offset",
+]
+
+
+def create_app(
+    upload_dir: str | os.PathLike[str] = "./data",
+    *,
+    store: Store | None = None,
+    locker: Locker | None = None,
+    base_path: str = "/",
+    max_size: int | None = None,
+    behind_proxy: bool = False,
+    cors_allow_origin: str | None = None,
+    expire_after: float | None = 24 * 3600.0,
+    read_timeout: float = 60.0,
+    lock_timeout: float = 20.0,
+) -> ASGIApp:
+    """Build the tus ASGI app.
+
+    By default uploads live in `upload_dir` (a FileStore) and are locked in memory, which
+    is right for one process; pass a `FileLocker` when several processes share the
+    directory. `cors_allow_origin` is a regular expression of allowed origins, or '*'.
+    """
+    handler = TusHandler(
+        store if store is not None else FileStore(Path(upload_dir)),
+        locker if locker is not None else MemoryLocker(timeout=lock_timeout),
+        TusOptions(
+            base_path=base_path,
+            max_size=max_size or None,
+            behind_proxy=behind_proxy,
+            expire_after=expire_after or None,
+            read_timeout=read_timeout,
+        ),
+    )
+    if cors_allow_origin is None:
+        return handler
+    return CORSMiddleware(
+        handler,
+        allow_origins=["*"] if cors_allow_origin == "*" else [],
+        allow_origin_regex=None if cors_allow_origin == "*" else cors_allow_origin,
+        allow_methods=["GET", "HEAD", "POST", "PATCH", "DELETE", "OPTIONS"],
+        allow_headers=TUS_REQUEST_HEADERS,
+        expose_headers=TUS_RESPONSE_HEADERS,
+        max_age=86400,
+    )

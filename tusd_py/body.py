@@ -1,0 +1,89 @@
+"""Reading a request body as a stream of buffers that can be ended from outside.
+
+A PATCH body ends early, keeping what arrived, when the client disconnects, when it is
+silent for the read timeout, when another request asks for the upload's lock, or when a
+hook stops the upload. Each receive is bounded by its own asyncio timeout, which `stop`
+fires at once; cancelling only the receive (never the store's writes) is what keeps
+received bytes safe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from starlette.types import Receive
+
+from .protocol.checksum import Hasher
+from .stores import Buffer
+
+
+class BodyReader:
+    """Yields the request body's buffers as received, without joining or copying them."""
+
+    def __init__(
+        self,
+        receive: Receive,
+        *,
+        read_timeout: float,
+        limit: int | None = None,
+        hasher: Hasher | None = None,
+    ) -> None:
+        self._receive = receive
+        self._limit = limit
+        self._read_timeout = read_timeout
+        self._hasher = hasher
+        self._timeout: asyncio.Timeout | None = None
+        self.received = 0
+        self.complete = False
+        # Why the body ended before the client finished it: "disconnect", "timeout", or
+        # the reason given to stop().
+        self.interrupted: str | None = None
+
+    def configure(self, *, limit: int | None, hasher: Hasher | None) -> None:
+        """Set what is known only once the upload's lock is held."""
+        self._limit = limit
+        self._hasher = hasher
+
+    def digest(self) -> bytes:
+        assert self._hasher is not None
+        return self._hasher.digest()
+
+    def stop(self, reason: str) -> None:
+        """End the body as soon as possible; the buffers already received are kept."""
+        if self.interrupted is None:
+            self.interrupted = reason
+        if self._timeout is not None:
+            self._timeout.reschedule(asyncio.get_running_loop().time())
+
+    def __aiter__(self) -> AsyncIterator[Buffer]:
+        return self._chunks()
+
+    async def _chunks(self) -> AsyncIterator[Buffer]:
+        while self.interrupted is None:
+            try:
+                async with asyncio.timeout(self._read_timeout) as self._timeout:
+                    message = await self._receive()
+            except TimeoutError:
+                if self.interrupted is None:
+                    self.interrupted = "timeout"
+                return
+            finally:
+                self._timeout = None
+            if message["type"] == "http.disconnect":
+                self.interrupted = "disconnect"
+                return
+            chunk: Buffer = message.get("body", b"")
+            if self._limit is not None and self.received + len(chunk) > self._limit:
+                # Nothing past the declared length is ever stored: keep the part that
+                # fits and end the body; the handler answers 413.
+                chunk = memoryview(chunk)[: self._limit - self.received]
+                self.interrupted = "overflow"
+            if chunk:
+                self.received += len(chunk)
+                if self._hasher is not None:
+                    self._hasher.update(chunk)
+                yield chunk
+            if not message.get("more_body", False) and self.interrupted is None:
+                self.complete = True
+                return

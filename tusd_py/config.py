@@ -1,0 +1,116 @@
+"""Settings for `tusd-py serve`: each one a flag and a TUSD_* environment variable."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+_DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d)?")
+_DURATION_UNITS = {None: 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_SIZE = re.compile(r"([0-9]+)([KMGT]i?B?)?", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+
+
+def parse_duration(text: str) -> float:
+    """'90', '90s', '15m', '24h', '7d' or '250ms', in seconds; '0' means off."""
+    match = _DURATION.fullmatch(text.strip())
+    if match is None:
+        raise ValueError(f"not a duration: {text!r} (use e.g. 30s, 15m, 24h)")
+    return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+
+
+def parse_size(text: str) -> int:
+    """Bytes, with an optional K, M, G or T suffix (powers of 1024); '0' means no limit."""
+    match = _SIZE.fullmatch(text.strip())
+    if match is None:
+        raise ValueError(f"not a size: {text!r} (use e.g. 1048576, 500M, 10G)")
+    unit = (match.group(2) or "")[:1].lower()
+    return int(match.group(1)) * _SIZE_UNITS[unit]
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def env_name(name: str) -> str:
+    return "TUSD_" + name.upper()
+
+
+@dataclass(frozen=True)
+class Setting:
+    help: str
+    parse: Callable[[str], Any] = str
+    is_switch: bool = False
+
+
+_SETTINGS: dict[str, Setting] = {
+    "host": Setting("address to listen on"),
+    "port": Setting("port to listen on", int),
+    "upload_dir": Setting("directory for upload data and info files"),
+    "base_path": Setting("URL path under which uploads are created and served"),
+    "max_size": Setting("largest upload accepted, in bytes (K/M/G/T suffixes); 0 = no limit", parse_size),
+    "workers": Setting("worker processes; above 1, locks are shared through files", int),
+    "behind_proxy": Setting("trust Forwarded and X-Forwarded-* headers for Location", is_switch=True),
+    "cors_allow_origin": Setting("regular expression of browser origins allowed by CORS ('*' = any); unset = no CORS"),
+    "expire_after": Setting("remove unfinished uploads idle this long (e.g. 24h); 0 = never", parse_duration),
+    "read_timeout": Setting("end a PATCH whose body is silent this long (e.g. 60s)", parse_duration),
+    "lock_timeout": Setting("wait this long for another request to release an upload, then 423", parse_duration),
+}
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    host: str = "127.0.0.1"
+    port: int = 1080
+    upload_dir: str = "./data"
+    base_path: str = "/files/"
+    max_size: int = 0
+    workers: int = 1
+    behind_proxy: bool = False
+    cors_allow_origin: str | None = None
+    expire_after: float = 24 * 3600.0
+    read_timeout: float = 60.0
+    lock_timeout: float = 20.0
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> ServeConfig:
+        values: dict[str, Any] = {}
+        for name, setting in _SETTINGS.items():
+            raw = environ.get(env_name(name))
+            if raw is None:
+                continue
+            if setting.is_switch:
+                values[name] = raw.strip().lower() in ("1", "true", "yes", "on")
+            else:
+                values[name] = setting.parse(raw)
+        return cls(**values)
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        """Flags whose defaults come from the environment, then from this class."""
+        base = cls.from_env()
+        for name, setting in _SETTINGS.items():
+            default = getattr(base, name)
+            help_text = f"{setting.help} [{env_name(name)}; default: {default}]"
+            if setting.is_switch:
+                parser.add_argument(_flag(name), dest=name, action="store_true", default=default, help=help_text)
+            else:
+                parser.add_argument(_flag(name), dest=name, type=setting.parse, default=default, help=help_text)
+
+    @classmethod
+    def from_arguments(cls, args: argparse.Namespace) -> ServeConfig:
+        return cls(**{f.name: getattr(args, f.name) for f in fields(cls)})
+
+    def to_env(self) -> dict[str, str]:
+        """The same settings as TUSD_* variables, for worker processes."""
+        env = {}
+        for name in _SETTINGS:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            env[env_name(name)] = ("1" if value else "0") if isinstance(value, bool) else str(value)
+        return env

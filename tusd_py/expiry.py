@@ -1,0 +1,67 @@
+"""The expiration extension's sweep: unfinished uploads idle too long are removed."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from .locks import Locker, LockTimeout
+from .stores import Lister, Terminater, UploadNotFound
+from .stores.base import Store
+
+log = logging.getLogger("tusd_py.expiry")
+
+
+class ExpirySweeper:
+    def __init__(self, store: Store, locker: Locker, expire_after: float, interval: float | None = None) -> None:
+        assert isinstance(store, Lister) and isinstance(store, Terminater)
+        self.store = store
+        self.locker = locker
+        self.expire_after = expire_after
+        # Often enough that an expired upload lingers at most a fraction of its lifetime.
+        self.interval = interval if interval is not None else min(max(expire_after / 4, 1.0), 300.0)
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.sweep()
+            except Exception:
+                log.exception("expiry sweep failed; trying again later")
+            await asyncio.sleep(self.interval)
+
+    async def sweep(self, now: float | None = None) -> list[str]:
+        """Remove every unfinished upload idle for longer than `expire_after`."""
+        assert isinstance(self.store, Lister) and isinstance(self.store, Terminater)
+        removed = []
+        async for upload_id in self.store.list_uploads():
+            moment = time.time() if now is None else now
+            try:
+                info = await self.store.get_info(upload_id)
+                if info.is_complete or info.modified_at + self.expire_after >= moment:
+                    continue
+                async with self.locker.hold(upload_id, _keep_going):
+                    await self.store.terminate(upload_id)
+                removed.append(upload_id)
+            except (UploadNotFound, LockTimeout):
+                continue
+        if removed:
+            log.info("expired %d unfinished uploads", len(removed))
+        return removed
+
+
+def _keep_going() -> None:
+    """The sweep holds a lock only for a moment; it need not react to release requests."""

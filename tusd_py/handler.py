@@ -1,0 +1,454 @@
+"""The tus ASGI application: the only layer that knows HTTP.
+
+It routes a request, parses its headers with the sans-I/O `protocol` package, takes the
+upload's lock and drives the store. It knows nothing of how a store keeps bytes.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from email.utils import formatdate
+
+from starlette.types import Message, Receive, Scope, Send
+
+from . import protocol as p
+from .body import BodyReader
+from .expiry import ExpirySweeper
+from .locks import Locker, LockTimeout
+from .protocol.download import download_headers
+from .stores import (
+    Concater,
+    LengthDeferrer,
+    Lister,
+    NewUpload,
+    Store,
+    Terminater,
+    UploadInfo,
+    UploadNotFound,
+)
+
+log = logging.getLogger("tusd_py")
+
+# Headers, all told, beyond this size are refused with 431 before any work is done.
+MAX_HEADER_BYTES = 64 * 1024
+
+UPLOAD_METHODS = "OPTIONS, HEAD, PATCH, DELETE, GET"
+
+
+@dataclass(frozen=True)
+class TusOptions:
+    """How the tus endpoint behaves; every field has a `tusd-py serve` flag."""
+
+    base_path: str = "/"
+    max_size: int | None = None
+    behind_proxy: bool = False
+    expire_after: float | None = 24 * 3600.0
+    read_timeout: float = 60.0
+
+    def __post_init__(self) -> None:
+        path = "/" + self.base_path.strip("/") + "/"
+        object.__setattr__(self, "base_path", path.replace("//", "/"))
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+    stream: AsyncIterator[bytes] | None = None
+
+
+_INTERRUPTIONS = {
+    "released": (400, "upload was interrupted by another request for it"),
+    "timeout": (408, "no data received within the read timeout"),
+    "disconnect": (400, "client disconnected"),
+    "overflow": (413, "body goes past the upload's length"),
+}
+
+
+class TusHandler:
+    """An ASGI app serving tus 1.0.0 under `options.base_path`."""
+
+    def __init__(self, store: Store, locker: Locker, options: TusOptions | None = None) -> None:
+        self.store = store
+        self.locker = locker
+        self.options = options or TusOptions()
+        self._sweeper: ExpirySweeper | None = None
+        if self.options.expire_after and isinstance(store, Lister) and isinstance(store, Terminater):
+            self._sweeper = ExpirySweeper(store, locker, self.options.expire_after)
+
+    # -- what this server offers ------------------------------------------------------
+
+    @property
+    def extensions(self) -> list[str]:
+        found = ["creation", "creation-with-upload"]
+        if isinstance(self.store, LengthDeferrer):
+            found.append("creation-defer-length")
+        if isinstance(self.store, Terminater):
+            found.append("termination")
+        if self._sweeper is not None:
+            found.append("expiration")
+        found.append("checksum")
+        if isinstance(self.store, Concater):
+            found += ["concatenation", "concatenation-unfinished"]
+        return found
+
+    # -- ASGI -------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        if self._sweeper is not None:
+            # A mounted sub-app never sees lifespan events, so the sweep also starts here.
+            self._sweeper.start()
+        started = False
+
+        async def tracked_send(message: Message) -> None:
+            nonlocal started
+            started = True
+            await send(message)
+
+        try:
+            reply = await self._dispatch(scope, receive)
+        except p.TusError as error:
+            reply = _error_reply(error.status, error.reason, error.headers)
+        except UploadNotFound:
+            reply = _error_reply(404, "upload not found")
+        except LockTimeout:
+            reply = _error_reply(423, "upload is locked by another request")
+        except OSError as error:
+            log.exception("storage error")
+            if error.errno in (errno.ENOSPC, errno.EDQUOT):
+                reply = _error_reply(507, "server storage is full")
+            else:
+                reply = _error_reply(503, "storage unavailable")
+        try:
+            await _send_reply(tracked_send, reply)
+        except OSError:
+            # The download's source failed mid-stream; the headers are gone already.
+            log.exception("download aborted")
+            if not started:
+                await _send_reply(send, _error_reply(503, "storage unavailable"))
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                if self._sweeper is not None:
+                    self._sweeper.start()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                if self._sweeper is not None:
+                    await self._sweeper.stop()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _dispatch(self, scope: Scope, receive: Receive) -> Reply:
+        headers: dict[str, str] = {}
+        total = 0
+        for raw_name, raw_value in scope["headers"]:
+            total += len(raw_name) + len(raw_value)
+            headers[raw_name.decode("latin-1").lower()] = raw_value.decode("latin-1")
+        if total > MAX_HEADER_BYTES:
+            raise p.TusError(431, "request headers are too large")
+        method = scope["method"]
+        override = headers.get("x-http-method-override")
+        if method == "POST" and override:
+            method = override.strip().upper()
+        route = self._route(scope)
+        if route is None:
+            raise p.TusError(404, "not found")
+        request = _Request(scope, receive, headers, method)
+        if route == "":
+            if method == "OPTIONS":
+                return self._options()
+            if method == "POST":
+                return await self._create(request)
+            raise p.TusError(405, "method not allowed", {"Allow": "OPTIONS, POST"})
+        upload_id = p.check_upload_id(route)
+        if method == "OPTIONS":
+            return self._options()
+        if method == "GET":
+            return await self._download(request, upload_id)
+        if method not in ("HEAD", "PATCH", "DELETE"):
+            raise p.TusError(405, "method not allowed", {"Allow": UPLOAD_METHODS})
+        p.check_tus_resumable(headers.get("tus-resumable"))
+        if method == "HEAD":
+            return await self._head(upload_id)
+        if method == "PATCH":
+            return await self._patch(request, upload_id)
+        return await self._terminate(upload_id)
+
+    def _route(self, scope: Scope) -> str | None:
+        """'' for the creation endpoint, the id segment for an upload, None otherwise."""
+        path: str = scope["path"]
+        root_path: str = scope.get("root_path", "")
+        if root_path and path.startswith(root_path):
+            path = path[len(root_path) :]
+        base = self.options.base_path
+        if path == base or path == base.rstrip("/"):
+            return ""
+        if not path.startswith(base):
+            return None
+        rest = path[len(base) :]
+        return None if "/" in rest else rest
+
+    # -- verbs ------------------------------------------------------------------------
+
+    def _options(self) -> Reply:
+        headers = {
+            "Tus-Version": p.TUS_VERSION,
+            "Tus-Extension": ",".join(self.extensions),
+            "Tus-Checksum-Algorithm": ",".join(p.ALGORITHMS),
+        }
+        if self.options.max_size:
+            headers["Tus-Max-Size"] = str(self.options.max_size)
+        return Reply(204, headers)
+
+    async def _create(self, request: _Request) -> Reply:
+        h = request.headers
+        p.check_tus_resumable(h.get("tus-resumable"))
+        concat = p.parse_upload_concat(h.get("upload-concat"))
+        if concat is not None and not isinstance(self.store, Concater):
+            raise p.TusError(400, "concatenation is not supported by this store")
+        is_final = concat is not None and concat.is_final
+        length = p.parse_creation_length(h.get("upload-length"), h.get("upload-defer-length"), is_final=is_final)
+        if length.deferred and not isinstance(self.store, LengthDeferrer):
+            raise p.TusError(400, "deferred length is not supported by this store")
+        self._check_max_size(length.length)
+        metadata = p.decode_metadata(h.get("upload-metadata"))
+        partials: tuple[UploadInfo, ...] = ()
+        if concat is not None and concat.is_final:
+            partials = await self._final_partials(concat)
+        has_body = p.headers.is_offset_content_type(h.get("content-type"))
+        if has_body and is_final:
+            raise p.TusError(400, "a final upload cannot carry a body")
+        info = await self.store.create(
+            NewUpload(
+                id=p.new_upload_id(),
+                size=length.length,
+                metadata=metadata,
+                is_partial=concat is not None and concat.is_partial,
+                is_final=is_final,
+                partial_uploads=tuple(u.id for u in partials),
+            )
+        )
+        headers = {"Location": request.upload_url(self.options, info.id)}
+        if is_final:
+            info = await self._link_final(info, partials)
+        elif has_body:
+            reader = BodyReader(request.receive, read_timeout=self.options.read_timeout)
+            async with self.locker.hold(info.id, lambda: reader.stop("released")):
+                info = await self._append(info, 0, request, reader)
+            headers["Upload-Offset"] = str(info.offset)
+        headers.update(self._expiry_header(info))
+        return Reply(201, headers)
+
+    async def _head(self, upload_id: str) -> Reply:
+        async with self.locker.hold(upload_id, _ignore):
+            info = await self._live_info(upload_id)
+            if info.is_final and not info.is_complete:
+                info = await self._complete_final(info)
+        headers = {"Cache-Control": "no-store"}
+        if not info.is_final or info.is_complete:
+            headers["Upload-Offset"] = str(info.offset)
+        if info.size is not None:
+            headers["Upload-Length"] = str(info.size)
+        elif info.size_is_deferred:
+            headers["Upload-Defer-Length"] = "1"
+        if info.metadata:
+            headers["Upload-Metadata"] = p.encode_metadata(info.metadata)
+        if info.is_partial:
+            headers["Upload-Concat"] = "partial"
+        elif info.is_final:
+            headers["Upload-Concat"] = "final;" + " ".join(info.partial_uploads)
+        headers.update(self._expiry_header(info))
+        return Reply(200, headers)
+
+    async def _patch(self, request: _Request, upload_id: str) -> Reply:
+        h = request.headers
+        p.check_patch_content_type(h.get("content-type"))
+        offset = p.parse_upload_offset(h.get("upload-offset"))
+        declared_length = p.parse_upload_length(h.get("upload-length"))
+        reader = BodyReader(request.receive, read_timeout=self.options.read_timeout)
+        async with self.locker.hold(upload_id, lambda: reader.stop("released")):
+            info = await self._live_info(upload_id)
+            if info.is_final:
+                raise p.TusError(403, "a final upload cannot be modified")
+            if declared_length is not None:
+                info = await self._declare_length(info, declared_length)
+            if offset != info.offset:
+                raise p.TusError(409, f"Upload-Offset {offset} does not match the upload's offset {info.offset}")
+            info = await self._append(info, offset, request, reader)
+        if info.is_complete and info.waiting_finals:
+            for final_id in info.waiting_finals:
+                async with self.locker.hold(final_id, _ignore):
+                    await self._complete_final(await self.store.get_info(final_id))
+        headers = {"Upload-Offset": str(info.offset)}
+        headers.update(self._expiry_header(info))
+        return Reply(204, headers)
+
+    async def _terminate(self, upload_id: str) -> Reply:
+        if not isinstance(self.store, Terminater):
+            raise p.TusError(405, "termination is not supported by this store", {"Allow": UPLOAD_METHODS})
+        async with self.locker.hold(upload_id, _ignore):
+            await self.store.terminate(upload_id)
+        return Reply(204)
+
+    async def _download(self, request: _Request, upload_id: str) -> Reply:
+        info = await self.store.get_info(upload_id)
+        if not info.is_complete or info.size is None:
+            raise p.TusError(409, "upload is not complete")
+        size = info.size
+        headers = download_headers(info.metadata)
+        byte_range = p.parse_range(request.headers.get("range"), size)
+        status, start, end = 200, 0, size
+        if byte_range is not None:
+            status, start, end = 206, byte_range[0], byte_range[1] + 1
+            headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+        headers["Content-Length"] = str(end - start)
+        stream = self.store.read(upload_id, start, end) if end > start else None
+        return Reply(status, headers, stream=stream)
+
+    # -- shared steps -----------------------------------------------------------------
+
+    async def _live_info(self, upload_id: str) -> UploadInfo:
+        info = await self.store.get_info(upload_id)
+        if self._is_expired(info):
+            raise p.TusError(410, "upload has expired")
+        return info
+
+    def _is_expired(self, info: UploadInfo) -> bool:
+        expire_after = self.options.expire_after
+        if not expire_after or info.is_complete:
+            return False
+        return info.modified_at + expire_after < time.time()
+
+    def _expiry_header(self, info: UploadInfo) -> dict[str, str]:
+        if self._sweeper is None or info.is_complete:
+            return {}
+        assert self.options.expire_after is not None
+        return {"Upload-Expires": formatdate(info.modified_at + self.options.expire_after, usegmt=True)}
+
+    def _check_max_size(self, size: int | None) -> None:
+        if size is not None and self.options.max_size and size > self.options.max_size:
+            raise p.TusError(413, f"upload is larger than the maximum size of {self.options.max_size} bytes")
+
+    async def _declare_length(self, info: UploadInfo, length: int) -> UploadInfo:
+        if not info.size_is_deferred:
+            if length != info.size:
+                raise p.TusError(400, "Upload-Length cannot be changed once set")
+            return info
+        if length < info.offset:
+            raise p.TusError(400, "Upload-Length is smaller than the bytes already stored")
+        self._check_max_size(length)
+        assert isinstance(self.store, LengthDeferrer)
+        return await self.store.declare_length(info.id, length)
+
+    async def _append(self, info: UploadInfo, offset: int, request: _Request, reader: BodyReader) -> UploadInfo:
+        """Stream the request body into the store at `offset` and return the new info."""
+        h = request.headers
+        content_length = p.parse_content_length(h.get("content-length"))
+        checksum = p.parse_checksum(h.get("upload-checksum"))
+        if info.size is not None:
+            limit: int | None = info.size - offset
+        elif self.options.max_size:
+            limit = self.options.max_size - offset
+        else:
+            limit = None
+        if content_length is not None and limit is not None and content_length > limit:
+            raise p.TusError(413, "body goes past the upload's length")
+        reader.configure(limit=limit, hasher=checksum.hasher() if checksum else None)
+        accept: Callable[[], bool] | None = None
+        if checksum is not None:
+            accept = lambda: reader.digest() == checksum.digest  # noqa: E731
+        new_offset = await self.store.append(info.id, offset, reader, accept)
+        # A client that disconnected hears nothing; every other early end is answered.
+        if reader.interrupted is not None and reader.interrupted != "disconnect":
+            status, reason = _INTERRUPTIONS.get(reader.interrupted, (400, reader.interrupted))
+            raise p.TusError(status, reason, {"Upload-Offset": str(new_offset)})
+        if checksum is not None and reader.digest() != checksum.digest:
+            raise p.TusError(p.CHECKSUM_MISMATCH, "checksum mismatch: the body was discarded")
+        return await self.store.get_info(info.id) if new_offset != offset else info
+
+    async def _final_partials(self, concat: p.Concat) -> tuple[UploadInfo, ...]:
+        partials = []
+        for url in concat.partial_urls:
+            partial_id = p.upload_id_from_url(url)
+            try:
+                info = await self.store.get_info(p.check_upload_id(partial_id))
+            except (UploadNotFound, p.TusError):
+                raise p.TusError(400, f"partial upload {partial_id!r} not found") from None
+            if not info.is_partial:
+                raise p.TusError(400, f"upload {partial_id!r} is not a partial upload")
+            partials.append(info)
+        sizes = [u.size for u in partials]
+        if all(s is not None for s in sizes):
+            self._check_max_size(sum(s for s in sizes if s is not None))
+        return tuple(partials)
+
+    async def _link_final(self, final: UploadInfo, partials: tuple[UploadInfo, ...]) -> UploadInfo:
+        assert isinstance(self.store, Concater)
+        for partial in partials:
+            if not partial.is_complete:
+                await self.store.add_waiting_final(partial.id, final.id)
+        # A partial may have finished while we linked; look again now that all are linked.
+        async with self.locker.hold(final.id, _ignore):
+            return await self._complete_final(final)
+
+    async def _complete_final(self, final: UploadInfo) -> UploadInfo:
+        """Concatenate the final upload if every partial is finished. Hold its lock."""
+        if final.is_complete:
+            return final
+        partials = [await self.store.get_info(pid) for pid in final.partial_uploads]
+        if not all(u.is_complete for u in partials):
+            return final
+        assert isinstance(self.store, Concater)
+        return await self.store.concatenate(final.id, final.partial_uploads)
+
+
+class _Request:
+    """The parts of an HTTP request the verbs need."""
+
+    def __init__(self, scope: Scope, receive: Receive, headers: dict[str, str], method: str) -> None:
+        self.scope = scope
+        self.receive = receive
+        self.headers = headers
+        self.method = method
+
+    def upload_url(self, options: TusOptions, upload_id: str) -> str:
+        origin = p.public_origin(
+            self.scope.get("scheme", "http"), self.headers, self.scope.get("server"), behind_proxy=options.behind_proxy
+        )
+        return origin.url(self.scope.get("root_path", "") + options.base_path + upload_id)
+
+
+def _ignore() -> None:
+    """Requests that hold a lock only briefly need not react to release requests."""
+
+
+def _error_reply(status: int, reason: str, headers: dict[str, str] | None = None) -> Reply:
+    all_headers = {"Content-Type": "text/plain; charset=utf-8"}
+    all_headers.update(headers or {})
+    return Reply(status, all_headers, (reason + "\n").encode("utf-8"))
+
+
+async def _send_reply(send: Send, reply: Reply) -> None:
+    raw = [(b"tus-resumable", b"1.0.0"), (b"x-content-type-options", b"nosniff")]
+    raw += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers.items()]
+    if reply.stream is None and "Content-Length" not in reply.headers:
+        raw.append((b"content-length", str(len(reply.body)).encode()))
+    await send({"type": "http.response.start", "status": reply.status, "headers": raw})
+    if reply.stream is None:
+        await send({"type": "http.response.body", "body": reply.body})
+        return
+    async for block in reply.stream:
+        await send({"type": "http.response.body", "body": block, "more_body": True})
+    await send({"type": "http.response.body", "body": b""})

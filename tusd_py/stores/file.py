@@ -1,0 +1,259 @@
+"""FileStore: one data file and one JSON info file per upload, in one directory.
+
+The data file's size is the upload's offset, so no counter beside the bytes can
+disagree with them after a crash. The info file holds what does not change with each
+PATCH (size, metadata, concatenation) and is replaced atomically when it changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Callable
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+import anyio.to_thread
+
+from ..protocol import is_valid_upload_id
+from .base import Buffer, NewUpload, UploadInfo, UploadNotFound
+
+# Received buffers are gathered up to this many bytes and written with one pwritev call
+# in a worker thread, while the event loop receives the next batch. This bounds memory
+# per upload to about two batches whatever the file size.
+BATCH_BYTES = 1024 * 1024
+# Well under IOV_MAX (1024 on Linux).
+BATCH_BUFFERS = 256
+READ_BLOCK = 1024 * 1024
+
+
+def _pwritev_all(fd: int, buffers: list[Buffer], offset: int) -> int:
+    """Write every buffer at `offset`, continuing after short writes."""
+    total = 0
+    views = [memoryview(b) for b in buffers]
+    while views:
+        written = os.pwritev(fd, views, offset + total)
+        total += written
+        while views and written >= len(views[0]):
+            written -= len(views[0])
+            views.pop(0)
+        if views and written:
+            views[0] = views[0][written:]
+    return total
+
+
+async def _settle(future: asyncio.Future[int]) -> int:
+    """Wait for a write to finish even if this task is cancelled meanwhile."""
+    cancelled = False
+    while True:
+        try:
+            result = await asyncio.shield(future)
+            break
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled():
+                result = future.result()
+                cancelled = True
+                break
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
+    return result
+
+
+class FileStore:
+    """Uploads on the local disk under `directory`."""
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+
+    def _data_path(self, upload_id: str) -> Path:
+        # Ids are validated by the handler; this check keeps the store safe on its own.
+        if not is_valid_upload_id(upload_id):
+            raise UploadNotFound(upload_id)
+        return self.directory / upload_id
+
+    def _info_path(self, upload_id: str) -> Path:
+        return self._data_path(upload_id).with_name(upload_id + ".info")
+
+    # -- info -----------------------------------------------------------------------
+
+    def _write_info(self, info: UploadInfo) -> None:
+        record = asdict(info)
+        for derived in ("offset", "modified_at", "storage"):
+            del record[derived]
+        path = self._info_path(info.id)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(record))
+        os.replace(tmp, path)
+
+    def _read_info(self, upload_id: str) -> UploadInfo:
+        data_path = self._data_path(upload_id)
+        try:
+            record: dict[str, Any] = json.loads(self._info_path(upload_id).read_text())
+            stat = data_path.stat()
+        except (FileNotFoundError, json.JSONDecodeError):
+            raise UploadNotFound(upload_id) from None
+        return UploadInfo(
+            id=record["id"],
+            size=record["size"],
+            offset=stat.st_size,
+            metadata=record["metadata"],
+            created_at=record["created_at"],
+            modified_at=stat.st_mtime,
+            is_partial=record["is_partial"],
+            is_final=record["is_final"],
+            partial_uploads=tuple(record["partial_uploads"]),
+            waiting_finals=tuple(record["waiting_finals"]),
+            storage={"Type": "filestore", "Path": str(data_path)},
+        )
+
+    def _create(self, upload: NewUpload) -> UploadInfo:
+        data_path = self._data_path(upload.id)
+        # O_EXCL: an id chosen by a hook can never overwrite an existing upload.
+        fd = os.open(data_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.close(fd)
+        now = time.time()
+        info = UploadInfo(
+            id=upload.id,
+            size=upload.size,
+            offset=0,
+            metadata=dict(upload.metadata),
+            created_at=now,
+            modified_at=now,
+            is_partial=upload.is_partial,
+            is_final=upload.is_final,
+            partial_uploads=upload.partial_uploads,
+        )
+        self._write_info(info)
+        return self._read_info(upload.id)
+
+    async def create(self, upload: NewUpload) -> UploadInfo:
+        return await anyio.to_thread.run_sync(self._create, upload)
+
+    async def get_info(self, upload_id: str) -> UploadInfo:
+        return await anyio.to_thread.run_sync(self._read_info, upload_id)
+
+    # -- bytes ----------------------------------------------------------------------
+
+    async def append(
+        self,
+        upload_id: str,
+        offset: int,
+        chunks: AsyncIterable[Buffer],
+        accept: Callable[[], bool] | None = None,
+    ) -> int:
+        try:
+            fd = os.open(self._data_path(upload_id), os.O_WRONLY)
+        except FileNotFoundError:
+            raise UploadNotFound(upload_id) from None
+        loop = asyncio.get_running_loop()
+        position = offset
+        pending: asyncio.Future[int] | None = None
+        batch: list[Buffer] = []
+        batch_bytes = 0
+        ended_normally = False
+        try:
+            async for chunk in chunks:
+                batch.append(chunk)
+                batch_bytes += len(chunk)
+                if batch_bytes >= BATCH_BYTES or len(batch) >= BATCH_BUFFERS:
+                    if pending is not None:
+                        position += await _settle(pending)
+                    pending = loop.run_in_executor(None, _pwritev_all, fd, batch, position)
+                    batch, batch_bytes = [], 0
+            ended_normally = True
+        finally:
+            # A cancelled or failed request still keeps the bytes it received: the writes
+            # in flight are awaited even under cancellation, and the fd outlives them.
+            try:
+                if pending is not None:
+                    position += await _settle(pending)
+                if batch:
+                    position += await _settle(loop.run_in_executor(None, _pwritev_all, fd, batch, position))
+            finally:
+                if accept is not None and not (ended_normally and accept()):
+                    os.ftruncate(fd, offset)
+                    position = offset
+                os.close(fd)
+        return position
+
+    async def read(self, upload_id: str, start: int, end: int) -> AsyncIterator[bytes]:
+        try:
+            fd = os.open(self._data_path(upload_id), os.O_RDONLY)
+        except FileNotFoundError:
+            raise UploadNotFound(upload_id) from None
+        try:
+            position = start
+            while position < end:
+                block = await anyio.to_thread.run_sync(os.pread, fd, min(READ_BLOCK, end - position), position)
+                if not block:
+                    break
+                position += len(block)
+                yield block
+        finally:
+            os.close(fd)
+
+    # -- optional abilities ---------------------------------------------------------
+
+    def _terminate(self, upload_id: str) -> None:
+        found = False
+        for path in (self._info_path(upload_id), self._data_path(upload_id)):
+            try:
+                path.unlink()
+                found = True
+            except FileNotFoundError:
+                pass
+        if not found:
+            raise UploadNotFound(upload_id)
+
+    async def terminate(self, upload_id: str) -> None:
+        await anyio.to_thread.run_sync(self._terminate, upload_id)
+
+    def _declare_length(self, upload_id: str, size: int) -> UploadInfo:
+        info = replace(self._read_info(upload_id), size=size)
+        self._write_info(info)
+        return info
+
+    async def declare_length(self, upload_id: str, size: int) -> UploadInfo:
+        return await anyio.to_thread.run_sync(self._declare_length, upload_id, size)
+
+    def _add_waiting_final(self, partial_id: str, final_id: str) -> None:
+        info = self._read_info(partial_id)
+        if final_id not in info.waiting_finals:
+            self._write_info(replace(info, waiting_finals=(*info.waiting_finals, final_id)))
+
+    async def add_waiting_final(self, partial_id: str, final_id: str) -> None:
+        await anyio.to_thread.run_sync(self._add_waiting_final, partial_id, final_id)
+
+    def _concatenate(self, final_id: str, partial_ids: tuple[str, ...]) -> UploadInfo:
+        final = self._read_info(final_id)
+        tmp = self._data_path(final_id).with_name(final_id + ".concat")
+        with open(tmp, "wb") as out:
+            for partial_id in partial_ids:
+                with open(self._data_path(partial_id), "rb") as src:
+                    # copy_file_range lets the kernel move the bytes without Python copies.
+                    remaining = os.fstat(src.fileno()).st_size
+                    while remaining:
+                        copied = os.copy_file_range(src.fileno(), out.fileno(), remaining)
+                        if copied == 0:
+                            break
+                        remaining -= copied
+        size = tmp.stat().st_size
+        # Size first, then bytes: if we crash between the two the final upload reads as
+        # unfinished (offset 0 < size) and is completed again, never as finished-but-empty.
+        self._write_info(replace(final, size=size))
+        os.replace(tmp, self._data_path(final_id))
+        return self._read_info(final_id)
+
+    async def concatenate(self, final_id: str, partial_ids: tuple[str, ...]) -> UploadInfo:
+        return await anyio.to_thread.run_sync(self._concatenate, final_id, partial_ids)
+
+    async def list_uploads(self) -> AsyncIterator[str]:
+        names = await anyio.to_thread.run_sync(os.listdir, self.directory)
+        for name in names:
+            if name.endswith(".info"):
+                yield name[: -len(".info")]
