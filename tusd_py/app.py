@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp
 
 from .handler import TusHandler, TusOptions
+from .hooks import Hooks, HookType, Outbox
+from .hooks.receivers import HookCallable
 from .locks import Locker, MemoryLocker
 from .stores import FileStore, Store
 
@@ -43,6 +46,10 @@ TUS_RESPONSE_HEADERS = [
 ]
 
 
+def default_outbox_path(upload_dir: str | os.PathLike[str]) -> Path:
+    return Path(upload_dir) / ".hooks" / "outbox.sqlite3"
+
+
 def create_app(
     upload_dir: str | os.PathLike[str] = "./data",
     *,
@@ -55,13 +62,19 @@ def create_app(
     expire_after: float | None = 24 * 3600.0,
     read_timeout: float = 60.0,
     lock_timeout: float = 20.0,
+    hooks: Hooks | Mapping[HookType | str, HookCallable] | None = None,
 ) -> ASGIApp:
     """Build the tus ASGI app.
 
     By default uploads live in `upload_dir` (a FileStore) and are locked in memory, which
     is right for one process; pass a `FileLocker` when several processes share the
     directory. `cors_allow_origin` is a regular expression of allowed origins, or '*'.
+
+    `hooks` is a `Hooks` object, or a mapping of event name to async callable; post-events
+    of the latter go through a durable outbox in `<upload_dir>/.hooks/outbox.sqlite3`.
     """
+    if hooks is not None and not isinstance(hooks, Hooks):
+        hooks = Hooks.from_callables(hooks, outbox=Outbox(default_outbox_path(upload_dir)))
     handler = TusHandler(
         store if store is not None else FileStore(Path(upload_dir)),
         locker if locker is not None else MemoryLocker(timeout=lock_timeout),
@@ -72,6 +85,7 @@ def create_app(
             expire_after=expire_after or None,
             read_timeout=read_timeout,
         ),
+        hooks,
     )
     if cors_allow_origin is None:
         return handler

@@ -10,7 +10,7 @@ received bytes safe.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from starlette.types import Receive
 
@@ -39,11 +39,20 @@ class BodyReader:
         # Why the body ended before the client finished it: "disconnect", "timeout", or
         # the reason given to stop().
         self.interrupted: str | None = None
+        self._on_progress: Callable[[int], None] | None = None
+        self._progress_interval = 0.0
+        self._next_progress = 0.0
 
     def configure(self, *, limit: int | None, hasher: Hasher | None) -> None:
         """Set what is known only once the upload's lock is held."""
         self._limit = limit
         self._hasher = hasher
+
+    def on_progress(self, callback: Callable[[int], None], interval: float) -> None:
+        """Call `callback(received)` at most once per `interval` seconds while bytes flow."""
+        self._on_progress = callback
+        self._progress_interval = interval
+        self._next_progress = asyncio.get_running_loop().time() + interval
 
     def digest(self) -> bytes:
         assert self._hasher is not None
@@ -84,6 +93,11 @@ class BodyReader:
                 if self._hasher is not None:
                     self._hasher.update(chunk)
                 yield chunk
+                if self._on_progress is not None:
+                    now = asyncio.get_running_loop().time()
+                    if now >= self._next_progress:
+                        self._next_progress = now + self._progress_interval
+                        self._on_progress(self.received)
             if not message.get("more_body", False) and self.interrupted is None:
                 self.complete = True
                 return

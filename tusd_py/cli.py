@@ -11,9 +11,37 @@ from pathlib import Path
 import uvicorn
 from starlette.types import ASGIApp
 
-from .app import create_app
+from .app import create_app, default_outbox_path
 from .config import ServeConfig
+from .hooks import CommandReceiver, HookReceiver, Hooks, HttpReceiver, Outbox
 from .locks import FileLocker, Locker, MemoryLocker
+
+
+def build_hooks(config: ServeConfig) -> Hooks | None:
+    receivers: list[HookReceiver] = []
+    if config.hooks_http:
+        receivers.append(
+            HttpReceiver(
+                config.hooks_http,
+                secret=config.hooks_secret,
+                timeout=config.hooks_http_timeout,
+                retries=config.hooks_http_retry,
+                backoff=config.hooks_http_backoff,
+                forward_headers=config.hooks_http_forward_headers,
+            )
+        )
+    if config.hooks_dir:
+        receivers.append(CommandReceiver(config.hooks_dir, timeout=config.hooks_http_timeout))
+    if not receivers:
+        return None
+    return Hooks(
+        receivers,
+        enabled_events=config.hooks_enabled_events or None,
+        outbox=Outbox(default_outbox_path(config.upload_dir), backoff=config.hooks_http_backoff),
+        # A blocking hook gets its retries within the time the client waits.
+        timeout=config.hooks_http_timeout * (config.hooks_http_retry + 1) + 5,
+        progress_interval=config.progress_hooks_interval,
+    )
 
 
 def build_app(config: ServeConfig) -> ASGIApp:
@@ -33,6 +61,7 @@ def build_app(config: ServeConfig) -> ASGIApp:
         expire_after=config.expire_after,
         read_timeout=config.read_timeout,
         lock_timeout=config.lock_timeout,
+        hooks=build_hooks(config),
     )
 
 

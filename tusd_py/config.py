@@ -32,6 +32,27 @@ def parse_size(text: str) -> int:
     return int(match.group(1)) * _SIZE_UNITS[unit]
 
 
+def _name_list(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def _event_list(text: str) -> tuple[str, ...]:
+    names = _name_list(text)
+    known = {
+        "pre-create",
+        "post-create",
+        "post-receive",
+        "pre-finish",
+        "post-finish",
+        "pre-terminate",
+        "post-terminate",
+    }
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValueError(f"unknown hook events: {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+    return names
+
+
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
@@ -59,6 +80,17 @@ _SETTINGS: dict[str, Setting] = {
     "expire_after": Setting("remove unfinished uploads idle this long (e.g. 24h); 0 = never", parse_duration),
     "read_timeout": Setting("end a PATCH whose body is silent this long (e.g. 60s)", parse_duration),
     "lock_timeout": Setting("wait this long for another request to release an upload, then 423", parse_duration),
+    "hooks_http": Setting("URL that receives hook events as tusd-compatible JSON POSTs"),
+    "hooks_dir": Setting("directory of executables named after events (pre-create, post-finish, ...)"),
+    "hooks_enabled_events": Setting("comma-separated events to fire; empty = all", _event_list),
+    "hooks_http_forward_headers": Setting("comma-separated request headers to forward to the hook URL", _name_list),
+    "hooks_http_retry": Setting("retries of a failed webhook call", int),
+    "hooks_http_backoff": Setting("wait before the first retry, doubled each time (e.g. 1s)", parse_duration),
+    "hooks_http_timeout": Setting("time a hook may take to answer (e.g. 10s)", parse_duration),
+    "hooks_secret": Setting("shared secret: sign webhook bodies with HMAC-SHA256 in Hook-Signature"),
+    "progress_hooks_interval": Setting(
+        "at most one post-receive event per upload this often (e.g. 1s)", parse_duration
+    ),
 }
 
 
@@ -75,6 +107,15 @@ class ServeConfig:
     expire_after: float = 24 * 3600.0
     read_timeout: float = 60.0
     lock_timeout: float = 20.0
+    hooks_http: str | None = None
+    hooks_dir: str | None = None
+    hooks_enabled_events: tuple[str, ...] = ()
+    hooks_http_forward_headers: tuple[str, ...] = ()
+    hooks_http_retry: int = 3
+    hooks_http_backoff: float = 1.0
+    hooks_http_timeout: float = 10.0
+    hooks_secret: str | None = None
+    progress_hooks_interval: float = 1.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> ServeConfig:
@@ -112,5 +153,10 @@ class ServeConfig:
             value = getattr(self, name)
             if value is None:
                 continue
-            env[env_name(name)] = ("1" if value else "0") if isinstance(value, bool) else str(value)
+            if isinstance(value, bool):
+                env[env_name(name)] = "1" if value else "0"
+            elif isinstance(value, tuple):
+                env[env_name(name)] = ",".join(value)
+            else:
+                env[env_name(name)] = str(value)
         return env

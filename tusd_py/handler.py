@@ -6,11 +6,12 @@ upload's lock and drives the store. It knows nothing of how a store keeps bytes.
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from email.utils import formatdate
 
 from starlette.types import Message, Receive, Scope, Send
@@ -18,6 +19,8 @@ from starlette.types import Message, Receive, Scope, Send
 from . import protocol as p
 from .body import BodyReader
 from .expiry import ExpirySweeper
+from .hooks import HookFailed, Hooks, HookType
+from .hooks.events import HookEvent, HookResponse, HTTPResponse, RequestSnapshot, UploadSnapshot
 from .locks import Locker, LockTimeout
 from .protocol.download import download_headers
 from .stores import (
@@ -67,16 +70,25 @@ _INTERRUPTIONS = {
     "timeout": (408, "no data received within the read timeout"),
     "disconnect": (400, "client disconnected"),
     "overflow": (413, "body goes past the upload's length"),
+    "stopped": (400, "upload has been stopped by the server"),
 }
 
 
 class TusHandler:
     """An ASGI app serving tus 1.0.0 under `options.base_path`."""
 
-    def __init__(self, store: Store, locker: Locker, options: TusOptions | None = None) -> None:
+    def __init__(
+        self, store: Store, locker: Locker, options: TusOptions | None = None, hooks: Hooks | None = None
+    ) -> None:
         self.store = store
         self.locker = locker
         self.options = options or TusOptions()
+        self.hooks = hooks
+        # The body being received per upload id, so a post-receive answer can stop it.
+        self._receiving: dict[str, BodyReader] = {}
+        self._stop_responses: dict[str, HTTPResponse] = {}
+        if hooks is not None:
+            hooks.on_stop_upload(self._stop_upload)
         self._sweeper: ExpirySweeper | None = None
         if self.options.expire_after and isinstance(store, Lister) and isinstance(store, Terminater):
             self._sweeper = ExpirySweeper(store, locker, self.options.expire_after)
@@ -105,9 +117,8 @@ class TusHandler:
             return
         if scope["type"] != "http":
             return
-        if self._sweeper is not None:
-            # A mounted sub-app never sees lifespan events, so the sweep also starts here.
-            self._sweeper.start()
+        # A mounted sub-app never sees lifespan events, so background work also starts here.
+        self._start_background()
         started = False
 
         async def tracked_send(message: Message) -> None:
@@ -123,6 +134,11 @@ class TusHandler:
             reply = _error_reply(404, "upload not found")
         except LockTimeout:
             reply = _error_reply(423, "upload is locked by another request")
+        except HookFailed as error:
+            reply = _error_reply(error.status, error.reason)
+        except Exception:
+            log.exception("unexpected error")
+            reply = _error_reply(500, "internal server error")
         except OSError as error:
             log.exception("storage error")
             if error.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -141,14 +157,25 @@ class TusHandler:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                if self._sweeper is not None:
-                    self._sweeper.start()
+                self._start_background()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                if self._sweeper is not None:
-                    await self._sweeper.stop()
+                await self.aclose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+    def _start_background(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.start()
+        if self.hooks is not None:
+            self.hooks.start()
+
+    async def aclose(self) -> None:
+        """Stop the background work (expiry sweep, hook delivery); the outbox stays on disk."""
+        if self._sweeper is not None:
+            await self._sweeper.stop()
+        if self.hooks is not None:
+            await self.hooks.close()
 
     async def _dispatch(self, scope: Scope, receive: Receive) -> Reply:
         headers: dict[str, str] = {}
@@ -181,10 +208,10 @@ class TusHandler:
             raise p.TusError(405, "method not allowed", {"Allow": UPLOAD_METHODS})
         p.check_tus_resumable(headers.get("tus-resumable"))
         if method == "HEAD":
-            return await self._head(upload_id)
+            return await self._head(request, upload_id)
         if method == "PATCH":
             return await self._patch(request, upload_id)
-        return await self._terminate(upload_id)
+        return await self._terminate(request, upload_id)
 
     def _route(self, scope: Scope) -> str | None:
         """'' for the creation endpoint, the id segment for an upload, None otherwise."""
@@ -230,32 +257,72 @@ class TusHandler:
         has_body = p.headers.is_offset_content_type(h.get("content-type"))
         if has_body and is_final:
             raise p.TusError(400, "a final upload cannot carry a body")
-        info = await self.store.create(
-            NewUpload(
-                id=p.new_upload_id(),
-                size=length.length,
-                metadata=metadata,
-                is_partial=concat is not None and concat.is_partial,
-                is_final=is_final,
-                partial_uploads=tuple(u.id for u in partials),
-            )
+        upload = NewUpload(
+            id=p.new_upload_id(),
+            size=length.length,
+            metadata=metadata,
+            is_partial=concat is not None and concat.is_partial,
+            is_final=is_final,
+            partial_uploads=tuple(u.id for u in partials),
         )
-        headers = {"Location": request.upload_url(self.options, info.id)}
+        headers: dict[str, str] = {}
+        if self._wants(HookType.PRE_CREATE):
+            upload, headers = await self._pre_create(upload, request)
+        try:
+            info = await self.store.create(upload)
+        except FileExistsError:
+            raise p.TusError(409, "an upload with this id exists already") from None
+        headers["Location"] = request.upload_url(self.options, info.id)
+        await self._notify(HookType.POST_CREATE, info, request)
         if is_final:
-            info = await self._link_final(info, partials)
+            info = await self._link_final(info, partials, request)
         elif has_body:
-            reader = BodyReader(request.receive, read_timeout=self.options.read_timeout)
-            async with self.locker.hold(info.id, lambda: reader.stop("released")):
-                info = await self._append(info, 0, request, reader)
+            try:
+                info, finished = await self._receive(info, 0, request)
+                if finished:
+                    headers.update(await self._finish(info, request))
+            except (p.TusError, HookFailed) as error:
+                # The upload exists: the client needs its URL to resume whatever went wrong.
+                if isinstance(error, HookFailed):
+                    error = p.TusError(error.status, error.reason)
+                error.headers.update(headers)
+                raise error from None
             headers["Upload-Offset"] = str(info.offset)
+        elif info.is_complete:
+            # An empty upload is finished the moment it exists.
+            headers.update(await self._finish(info, request))
         headers.update(self._expiry_header(info))
         return Reply(201, headers)
 
-    async def _head(self, upload_id: str) -> Reply:
+    async def _pre_create(self, upload: NewUpload, request: _Request) -> tuple[NewUpload, dict[str, str]]:
+        """Ask the pre-create hook; apply its changes or answer with its refusal."""
+        snapshot = UploadSnapshot(
+            id="",
+            size=upload.size,
+            offset=0,
+            metadata=upload.metadata,
+            size_is_deferred=upload.size is None and not upload.is_final,
+            is_partial=upload.is_partial,
+            is_final=upload.is_final,
+            partial_uploads=upload.partial_uploads,
+        )
+        response = await self._ask(HookType.PRE_CREATE, snapshot, request)
+        if response.reject_upload:
+            raise _hook_refusal(response.http_response, 400, "upload rejected by server")
+        changes = response.change_file_info
+        if changes.id is not None:
+            if not p.is_valid_upload_id(changes.id):
+                raise HookFailed(502, "pre-create hook chose an invalid upload id")
+            upload = replace(upload, id=changes.id)
+        if changes.metadata is not None:
+            upload = replace(upload, metadata=dict(changes.metadata))
+        return upload, _hook_headers(response.http_response)
+
+    async def _head(self, request: _Request, upload_id: str) -> Reply:
         async with self.locker.hold(upload_id, _ignore):
             info = await self._live_info(upload_id)
             if info.is_final and not info.is_complete:
-                info = await self._complete_final(info)
+                info = await self._complete_final(info, request)
         headers = {"Cache-Control": "no-store"}
         if not info.is_final or info.is_complete:
             headers["Upload-Offset"] = str(info.offset)
@@ -277,29 +344,36 @@ class TusHandler:
         p.check_patch_content_type(h.get("content-type"))
         offset = p.parse_upload_offset(h.get("upload-offset"))
         declared_length = p.parse_upload_length(h.get("upload-length"))
-        reader = BodyReader(request.receive, read_timeout=self.options.read_timeout)
-        async with self.locker.hold(upload_id, lambda: reader.stop("released")):
-            info = await self._live_info(upload_id)
-            if info.is_final:
-                raise p.TusError(403, "a final upload cannot be modified")
-            if declared_length is not None:
-                info = await self._declare_length(info, declared_length)
-            if offset != info.offset:
-                raise p.TusError(409, f"Upload-Offset {offset} does not match the upload's offset {info.offset}")
-            info = await self._append(info, offset, request, reader)
-        if info.is_complete and info.waiting_finals:
-            for final_id in info.waiting_finals:
-                async with self.locker.hold(final_id, _ignore):
-                    await self._complete_final(await self.store.get_info(final_id))
-        headers = {"Upload-Offset": str(info.offset)}
+        info = await self.store.get_info(upload_id)
+        if info.is_final:
+            raise p.TusError(403, "a final upload cannot be modified")
+        headers = {}
+        info, finished = await self._receive(info, offset, request, declared_length)
+        if finished:
+            headers.update(await self._finish_partial(info, request))
+        headers["Upload-Offset"] = str(info.offset)
         headers.update(self._expiry_header(info))
         return Reply(204, headers)
 
-    async def _terminate(self, upload_id: str) -> Reply:
+    async def _finish_partial(self, info: UploadInfo, request: _Request) -> dict[str, str]:
+        """Finish an upload, then the final uploads that were waiting for it."""
+        headers = await self._finish(info, request)
+        for final_id in info.waiting_finals:
+            async with self.locker.hold(final_id, _ignore):
+                await self._complete_final(await self.store.get_info(final_id), request)
+        return headers
+
+    async def _terminate(self, request: _Request, upload_id: str) -> Reply:
         if not isinstance(self.store, Terminater):
             raise p.TusError(405, "termination is not supported by this store", {"Allow": UPLOAD_METHODS})
         async with self.locker.hold(upload_id, _ignore):
+            info = await self.store.get_info(upload_id)
+            if self._wants(HookType.PRE_TERMINATE):
+                response = await self._ask(HookType.PRE_TERMINATE, _snapshot(info), request)
+                if response.reject_termination:
+                    raise _hook_refusal(response.http_response, 400, "upload termination rejected by server")
             await self.store.terminate(upload_id)
+        await self._notify(HookType.POST_TERMINATE, info, request)
         return Reply(204)
 
     async def _download(self, request: _Request, upload_id: str) -> Reply:
@@ -352,6 +426,54 @@ class TusHandler:
         assert isinstance(self.store, LengthDeferrer)
         return await self.store.declare_length(info.id, length)
 
+    async def _receive(
+        self, info: UploadInfo, offset: int, request: _Request, declared_length: int | None = None
+    ) -> tuple[UploadInfo, bool]:
+        """Under the upload's lock: check the offset, stream the body in, report progress.
+
+        Returns the new info and whether this request finished the upload.
+        """
+        reader = BodyReader(request.receive, read_timeout=self.options.read_timeout)
+        progress: list[asyncio.Task[None]] = []
+        async with self.locker.hold(info.id, lambda: reader.stop("released")):
+            info = await self._live_info(info.id)
+            was_complete = info.is_complete
+            if declared_length is not None:
+                info = await self._declare_length(info, declared_length)
+            if offset != info.offset:
+                raise p.TusError(409, f"Upload-Offset {offset} does not match the upload's offset {info.offset}")
+            if self._wants(HookType.POST_RECEIVE):
+                assert self.hooks is not None
+                start = info
+
+                def report(received: int) -> None:
+                    snapshot = replace(start, offset=offset + received)
+                    progress.append(asyncio.ensure_future(self._notify(HookType.POST_RECEIVE, snapshot, request)))
+
+                reader.on_progress(report, self.hooks.progress_interval)
+            self._receiving[info.id] = reader
+            try:
+                info = await self._append(info, offset, request, reader)
+            except p.TusError:
+                stop_response = self._stop_responses.get(info.id)
+                if stop_response is not None:
+                    raise _hook_refusal(stop_response, 400, "upload has been stopped by the server") from None
+                raise
+            finally:
+                del self._receiving[info.id]
+                self._stop_responses.pop(info.id, None)
+                if progress:
+                    await asyncio.gather(*progress, return_exceptions=True)
+                if self._wants(HookType.POST_RECEIVE):
+                    await self._notify(HookType.POST_RECEIVE, await self.store.get_info(info.id), request)
+        return info, info.is_complete and not was_complete
+
+    def _stop_upload(self, upload_id: str, response: HTTPResponse) -> None:
+        reader = self._receiving.get(upload_id)
+        if reader is not None:
+            self._stop_responses[upload_id] = response
+            reader.stop("stopped")
+
     async def _append(self, info: UploadInfo, offset: int, request: _Request, reader: BodyReader) -> UploadInfo:
         """Stream the request body into the store at `offset` and return the new info."""
         h = request.headers
@@ -394,16 +516,16 @@ class TusHandler:
             self._check_max_size(sum(s for s in sizes if s is not None))
         return tuple(partials)
 
-    async def _link_final(self, final: UploadInfo, partials: tuple[UploadInfo, ...]) -> UploadInfo:
+    async def _link_final(self, final: UploadInfo, partials: tuple[UploadInfo, ...], request: _Request) -> UploadInfo:
         assert isinstance(self.store, Concater)
         for partial in partials:
             if not partial.is_complete:
                 await self.store.add_waiting_final(partial.id, final.id)
         # A partial may have finished while we linked; look again now that all are linked.
         async with self.locker.hold(final.id, _ignore):
-            return await self._complete_final(final)
+            return await self._complete_final(final, request)
 
-    async def _complete_final(self, final: UploadInfo) -> UploadInfo:
+    async def _complete_final(self, final: UploadInfo, request: _Request) -> UploadInfo:
         """Concatenate the final upload if every partial is finished. Hold its lock."""
         if final.is_complete:
             return final
@@ -411,7 +533,38 @@ class TusHandler:
         if not all(u.is_complete for u in partials):
             return final
         assert isinstance(self.store, Concater)
-        return await self.store.concatenate(final.id, final.partial_uploads)
+        final = await self.store.concatenate(final.id, final.partial_uploads)
+        await self._notify(HookType.POST_FINISH, final, request)
+        return final
+
+    # -- hooks ------------------------------------------------------------------------
+
+    def _wants(self, hook_type: HookType) -> bool:
+        return self.hooks is not None and self.hooks.wants(hook_type)
+
+    async def _ask(self, hook_type: HookType, upload: UploadSnapshot, request: _Request) -> HookResponse:
+        assert self.hooks is not None
+        return await self.hooks.call(HookEvent(hook_type, upload, request.snapshot()))
+
+    async def _notify(self, hook_type: HookType, info: UploadInfo, request: _Request) -> None:
+        if self._wants(hook_type):
+            assert self.hooks is not None
+            try:
+                await self.hooks.notify(HookEvent(hook_type, _snapshot(info), request.snapshot()))
+            except Exception:
+                # A non-blocking hook never changes the client's answer: its bytes are safe.
+                log.exception("could not record the %s event", hook_type)
+
+    async def _finish(self, info: UploadInfo, request: _Request) -> dict[str, str]:
+        """pre-finish may fail the request that stored the last byte; post-finish follows."""
+        headers: dict[str, str] = {}
+        if self._wants(HookType.PRE_FINISH):
+            response = (await self._ask(HookType.PRE_FINISH, _snapshot(info), request)).http_response
+            if response.status_code is not None and response.status_code >= 400:
+                raise _hook_refusal(response, response.status_code, "upload refused by server")
+            headers = _hook_headers(response)
+        await self._notify(HookType.POST_FINISH, info, request)
+        return headers
 
 
 class _Request:
@@ -423,11 +576,49 @@ class _Request:
         self.headers = headers
         self.method = method
 
+    def snapshot(self) -> RequestSnapshot:
+        header: dict[str, list[str]] = {}
+        for raw_name, raw_value in self.scope["headers"]:
+            name = "-".join(part.capitalize() for part in raw_name.decode("latin-1").split("-"))
+            header.setdefault(name, []).append(raw_value.decode("latin-1"))
+        client = self.scope.get("client")
+        query = self.scope.get("query_string", b"").decode("latin-1")
+        path = self.scope.get("raw_path") or self.scope["path"].encode()
+        return RequestSnapshot(
+            method=self.method,
+            uri=path.decode("latin-1") + ("?" + query if query else ""),
+            remote_addr=f"{client[0]}:{client[1]}" if client else "",
+            header={k: tuple(v) for k, v in header.items()},
+        )
+
     def upload_url(self, options: TusOptions, upload_id: str) -> str:
         origin = p.public_origin(
             self.scope.get("scheme", "http"), self.headers, self.scope.get("server"), behind_proxy=options.behind_proxy
         )
         return origin.url(self.scope.get("root_path", "") + options.base_path + upload_id)
+
+
+def _snapshot(info: UploadInfo) -> UploadSnapshot:
+    return UploadSnapshot(
+        id=info.id,
+        size=info.size,
+        offset=info.offset,
+        metadata=info.metadata,
+        size_is_deferred=info.size_is_deferred,
+        is_partial=info.is_partial,
+        is_final=info.is_final,
+        partial_uploads=info.partial_uploads,
+        storage=info.storage,
+    )
+
+
+def _hook_headers(response: HTTPResponse) -> dict[str, str]:
+    return {k: v for k, v in response.header.items() if k.lower() not in ("content-length", "transfer-encoding")}
+
+
+def _hook_refusal(response: HTTPResponse, status: int, reason: str) -> p.TusError:
+    """The hook's own status, body and headers when it gave them; ours otherwise."""
+    return p.TusError(response.status_code or status, response.body or reason, _hook_headers(response))
 
 
 def _ignore() -> None:
