@@ -71,7 +71,7 @@ class BodyReader:
     async def _chunks(self) -> AsyncIterator[Buffer]:
         while self.interrupted is None:
             try:
-                async with asyncio.timeout(self._read_timeout) as self._timeout:
+                async with asyncio.timeout(self._read_timeout or None) as self._timeout:
                     message = await self._receive()
             except TimeoutError:
                 if self.interrupted is None:

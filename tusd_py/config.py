@@ -78,7 +78,7 @@ _SETTINGS: dict[str, Setting] = {
     "behind_proxy": Setting("trust Forwarded and X-Forwarded-* headers for Location", is_switch=True),
     "cors_allow_origin": Setting("regular expression of browser origins allowed by CORS ('*' = any); unset = no CORS"),
     "expire_after": Setting("remove unfinished uploads idle this long (e.g. 24h); 0 = never", parse_duration),
-    "read_timeout": Setting("end a PATCH whose body is silent this long (e.g. 60s)", parse_duration),
+    "read_timeout": Setting("end a PATCH whose body is silent this long (e.g. 60s); 0 = never", parse_duration),
     "lock_timeout": Setting("wait this long for another request to release an upload, then 423", parse_duration),
     "hooks_http": Setting("URL that receives hook events as tusd-compatible JSON POSTs"),
     "hooks_dir": Setting("directory of executables named after events (pre-create, post-finish, ...)"),
@@ -138,7 +138,9 @@ class ServeConfig:
             default = getattr(base, name)
             help_text = f"{setting.help} [{env_name(name)}; default: {default}]"
             if setting.is_switch:
-                parser.add_argument(_flag(name), dest=name, action="store_true", default=default, help=help_text)
+                parser.add_argument(
+                    _flag(name), dest=name, action=argparse.BooleanOptionalAction, default=default, help=help_text
+                )
             else:
                 parser.add_argument(_flag(name), dest=name, type=setting.parse, default=default, help=help_text)
 

@@ -634,7 +634,7 @@ def _error_reply(status: int, reason: str, headers: dict[str, str] | None = None
 async def _send_reply(send: Send, reply: Reply) -> None:
     raw = [(b"tus-resumable", b"1.0.0"), (b"x-content-type-options", b"nosniff")]
     raw += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers.items()]
-    if reply.stream is None and "Content-Length" not in reply.headers:
+    if reply.stream is None and "Content-Length" not in reply.headers and reply.status not in (204, 304):
         raw.append((b"content-length", str(len(reply.body)).encode()))
     await send({"type": "http.response.start", "status": reply.status, "headers": raw})
     if reply.stream is None:

@@ -87,7 +87,10 @@ class FileStore:
             del record[derived]
         path = self._info_path(info.id)
         tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(record))
+        # Private like the data: metadata may name people and files.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(json.dumps(record))
         os.replace(tmp, path)
 
     def _read_info(self, upload_id: str) -> UploadInfo:
