@@ -7,6 +7,7 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
+from decimal import Decimal
 from typing import Any
 
 _DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d)?")
@@ -157,6 +158,9 @@ class ServeConfig:
                 continue
             if isinstance(value, bool):
                 env[env_name(name)] = "1" if value else "0"
+            elif isinstance(value, float):
+                # The shortest exact digits, in fixed notation (parse_duration reads no exponents).
+                env[env_name(name)] = format(Decimal(repr(value)), "f")
             elif isinstance(value, tuple):
                 env[env_name(name)] = ",".join(value)
             else:

@@ -59,7 +59,12 @@ def public_origin(
         if fwd_prefix and _PREFIX.fullmatch(fwd_prefix):
             prefix = fwd_prefix
     if not host or not _HOST.fullmatch(host):
-        host = f"{server[0]}:{server[1]}" if server else "localhost"
+        if server is None:
+            host = "localhost"
+        elif ":" in server[0]:
+            host = f"[{server[0]}]:{server[1]}"
+        else:
+            host = f"{server[0]}:{server[1]}"
     return Origin(scheme, host, prefix)
 
 

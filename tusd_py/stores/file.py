@@ -45,6 +45,13 @@ def _pwritev_all(fd: int, buffers: list[Buffer], offset: int) -> int:
     return total
 
 
+def _read_lines(path: Path) -> tuple[str, ...]:
+    try:
+        return tuple(dict.fromkeys(line for line in path.read_text().splitlines() if line))
+    except FileNotFoundError:
+        return ()
+
+
 async def _settle(future: asyncio.Future[int]) -> int:
     """Wait for a write to finish even if this task is cancelled meanwhile."""
     cancelled = False
@@ -79,11 +86,14 @@ class FileStore:
     def _info_path(self, upload_id: str) -> Path:
         return self._data_path(upload_id).with_name(upload_id + ".info")
 
+    def _finals_path(self, upload_id: str) -> Path:
+        return self._data_path(upload_id).with_name(upload_id + ".finals")
+
     # -- info -----------------------------------------------------------------------
 
     def _write_info(self, info: UploadInfo) -> None:
         record = asdict(info)
-        for derived in ("offset", "modified_at", "storage"):
+        for derived in ("offset", "modified_at", "storage", "waiting_finals"):
             del record[derived]
         path = self._info_path(info.id)
         tmp = path.with_name(path.name + ".tmp")
@@ -96,10 +106,15 @@ class FileStore:
     def _read_info(self, upload_id: str) -> UploadInfo:
         data_path = self._data_path(upload_id)
         try:
-            record: dict[str, Any] = json.loads(self._info_path(upload_id).read_text())
+            record: dict[str, Any] = json.loads(self._info_path(upload_id).read_bytes())
             stat = data_path.stat()
-        except (FileNotFoundError, json.JSONDecodeError):
+            return self._info_from_record(record, stat, data_path)
+        except (FileNotFoundError, ValueError, KeyError, TypeError):
+            # A missing or damaged info file: the upload cannot be served, say so plainly.
             raise UploadNotFound(upload_id) from None
+
+    @staticmethod
+    def _info_from_record(record: dict[str, Any], stat: os.stat_result, data_path: Path) -> UploadInfo:
         return UploadInfo(
             id=record["id"],
             size=record["size"],
@@ -110,7 +125,7 @@ class FileStore:
             is_partial=record["is_partial"],
             is_final=record["is_final"],
             partial_uploads=tuple(record["partial_uploads"]),
-            waiting_finals=tuple(record["waiting_finals"]),
+            waiting_finals=_read_lines(data_path.with_name(data_path.name + ".finals")),
             storage={"Type": "filestore", "Path": str(data_path)},
         )
 
@@ -204,6 +219,7 @@ class FileStore:
 
     def _terminate(self, upload_id: str) -> None:
         found = False
+        self._finals_path(upload_id).unlink(missing_ok=True)
         for path in (self._info_path(upload_id), self._data_path(upload_id)):
             try:
                 path.unlink()
@@ -225,9 +241,14 @@ class FileStore:
         return await anyio.to_thread.run_sync(self._declare_length, upload_id, size)
 
     def _add_waiting_final(self, partial_id: str, final_id: str) -> None:
-        info = self._read_info(partial_id)
-        if final_id not in info.waiting_finals:
-            self._write_info(replace(info, waiting_finals=(*info.waiting_finals, final_id)))
+        # Its own append-only file, not the info file: linking a final needs no lock on
+        # the partial, and a small O_APPEND write is atomic against concurrent ones.
+        self._read_info(partial_id)
+        fd = os.open(self._finals_path(partial_id), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            os.write(fd, final_id.encode() + b"\n")
+        finally:
+            os.close(fd)
 
     async def add_waiting_final(self, partial_id: str, final_id: str) -> None:
         await anyio.to_thread.run_sync(self._add_waiting_final, partial_id, final_id)
@@ -235,22 +256,35 @@ class FileStore:
     def _concatenate(self, final_id: str, partial_ids: tuple[str, ...]) -> UploadInfo:
         final = self._read_info(final_id)
         tmp = self._data_path(final_id).with_name(final_id + ".concat")
-        with open(tmp, "wb") as out:
-            for partial_id in partial_ids:
-                with open(self._data_path(partial_id), "rb") as src:
-                    # copy_file_range lets the kernel move the bytes without Python copies.
-                    remaining = os.fstat(src.fileno()).st_size
-                    while remaining:
-                        copied = os.copy_file_range(src.fileno(), out.fileno(), remaining)
-                        if copied == 0:
-                            break
-                        remaining -= copied
+        try:
+            with open(tmp, "wb") as out:
+                for partial_id in partial_ids:
+                    self._copy_into(out.fileno(), partial_id)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         size = tmp.stat().st_size
         # Size first, then bytes: if we crash between the two the final upload reads as
         # unfinished (offset 0 < size) and is completed again, never as finished-but-empty.
         self._write_info(replace(final, size=size))
         os.replace(tmp, self._data_path(final_id))
         return self._read_info(final_id)
+
+    def _copy_into(self, out_fd: int, partial_id: str) -> None:
+        try:
+            src = os.open(self._data_path(partial_id), os.O_RDONLY)
+        except FileNotFoundError:
+            raise UploadNotFound(partial_id) from None
+        try:
+            # copy_file_range lets the kernel move the bytes without Python copies.
+            remaining = os.fstat(src).st_size
+            while remaining:
+                copied = os.copy_file_range(src, out_fd, remaining)
+                if copied == 0:
+                    break
+                remaining -= copied
+        finally:
+            os.close(src)
 
     async def concatenate(self, final_id: str, partial_ids: tuple[str, ...]) -> UploadInfo:
         return await anyio.to_thread.run_sync(self._concatenate, final_id, partial_ids)
