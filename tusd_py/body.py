@@ -65,6 +65,31 @@ class BodyReader:
         if self._timeout is not None:
             self._timeout.reschedule(asyncio.get_running_loop().time())
 
+    def _take(self, body: bytes) -> Buffer:
+        """Count, limit and hash a received buffer."""
+        chunk: Buffer = body
+        if self._limit is not None and self.received + len(chunk) > self._limit:
+            # Nothing past the declared length is ever stored: keep the part that fits
+            # and end the body; the handler answers 413.
+            chunk = memoryview(chunk)[: self._limit - self.received]
+            self.interrupted = "overflow"
+        if chunk:
+            self.received += len(chunk)
+            if self._hasher is not None:
+                self._hasher.update(chunk)
+        return chunk
+
+    async def _drain(self) -> Buffer:
+        """One receive that does not wait: returns a body the server already buffered."""
+        try:
+            async with asyncio.timeout(0):
+                message = await self._receive()
+        except TimeoutError:
+            return b""
+        if message["type"] != "http.request":
+            return b""
+        return self._take(message.get("body", b""))
+
     def __aiter__(self) -> AsyncIterator[Buffer]:
         return self._chunks()
 
@@ -76,22 +101,19 @@ class BodyReader:
             except TimeoutError:
                 if self.interrupted is None:
                     self.interrupted = "timeout"
+                    return
+                # Stopped from outside: keep what the server has already read for us.
+                drained = await self._drain()
+                if drained:
+                    yield drained
                 return
             finally:
                 self._timeout = None
             if message["type"] == "http.disconnect":
                 self.interrupted = "disconnect"
                 return
-            chunk: Buffer = message.get("body", b"")
-            if self._limit is not None and self.received + len(chunk) > self._limit:
-                # Nothing past the declared length is ever stored: keep the part that
-                # fits and end the body; the handler answers 413.
-                chunk = memoryview(chunk)[: self._limit - self.received]
-                self.interrupted = "overflow"
+            chunk = self._take(message.get("body", b""))
             if chunk:
-                self.received += len(chunk)
-                if self._hasher is not None:
-                    self._hasher.update(chunk)
                 yield chunk
                 if self._on_progress is not None:
                     now = asyncio.get_running_loop().time()

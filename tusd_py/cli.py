@@ -15,6 +15,7 @@ from .app import create_app, default_outbox_path
 from .config import ServeConfig
 from .hooks import CommandReceiver, HookReceiver, Hooks, HttpReceiver, Outbox
 from .locks import FileLocker, Locker, MemoryLocker
+from .server import TusHttpToolsProtocol
 
 
 def build_hooks(config: ServeConfig) -> Hooks | None:
@@ -73,7 +74,13 @@ def app_from_env() -> ASGIApp:
 def serve(config: ServeConfig) -> None:
     Path(config.upload_dir).mkdir(parents=True, exist_ok=True)
     # Proxy headers are our own business (--behind-proxy); uvicorn must not rewrite them.
-    common = {"host": config.host, "port": config.port, "proxy_headers": False, "server_header": False}
+    common = {
+        "host": config.host,
+        "port": config.port,
+        "proxy_headers": False,
+        "server_header": False,
+        "http": TusHttpToolsProtocol,
+    }
     if config.workers > 1:
         os.environ.update(config.to_env())
         uvicorn.run("tusd_py.cli:app_from_env", factory=True, workers=config.workers, **common)  # type: ignore[arg-type]
