@@ -7,6 +7,7 @@ upload's lock and drives the store. It knows nothing of how a store keeps bytes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import time
@@ -87,6 +88,7 @@ class TusHandler:
         # The body being received per upload id, so a post-receive answer can stop it.
         self._receiving: dict[str, BodyReader] = {}
         self._stop_responses: dict[str, HTTPResponse] = {}
+        self._background: set[asyncio.Task[None]] = set()
         if hooks is not None:
             hooks.on_stop_upload(self._stop_upload)
         self._sweeper: ExpirySweeper | None = None
@@ -276,9 +278,14 @@ class TusHandler:
         await self._notify(HookType.POST_CREATE, info, request)
         if is_final:
             info = await self._link_final(info, partials, request)
-        elif has_body:
+        else:
             try:
-                info, finished = await self._receive(info, 0, request)
+                if has_body:
+                    info, finished = await self._receive(info, 0, request)
+                    headers["Upload-Offset"] = str(info.offset)
+                else:
+                    # An empty upload is finished the moment it exists.
+                    finished = info.is_complete
                 if finished:
                     headers.update(await self._finish(info, request))
             except (p.TusError, HookFailed) as error:
@@ -287,10 +294,6 @@ class TusHandler:
                     error = p.TusError(error.status, error.reason)
                 error.headers.update(headers)
                 raise error from None
-            headers["Upload-Offset"] = str(info.offset)
-        elif info.is_complete:
-            # An empty upload is finished the moment it exists.
-            headers.update(await self._finish(info, request))
         headers.update(self._expiry_header(info))
         return Reply(201, headers)
 
@@ -335,7 +338,8 @@ class TusHandler:
         if info.is_partial:
             headers["Upload-Concat"] = "partial"
         elif info.is_final:
-            headers["Upload-Concat"] = "final;" + " ".join(info.partial_uploads)
+            urls = (request.upload_url(self.options, pid) for pid in info.partial_uploads)
+            headers["Upload-Concat"] = "final;" + " ".join(urls)
         headers.update(self._expiry_header(info))
         return Reply(200, headers)
 
@@ -359,8 +363,12 @@ class TusHandler:
         """Finish an upload, then the final uploads that were waiting for it."""
         headers = await self._finish(info, request)
         for final_id in info.waiting_finals:
-            async with self.locker.hold(final_id, _ignore):
-                await self._complete_final(await self.store.get_info(final_id), request)
+            # This partial's bytes are stored whatever becomes of a final that waits on it.
+            try:
+                async with self.locker.hold(final_id, _ignore):
+                    await self._complete_final(await self.store.get_info(final_id), request)
+            except (UploadNotFound, LockTimeout, p.TusError) as error:
+                log.info("final upload %s not completed: %s", final_id, error)
         return headers
 
     async def _terminate(self, request: _Request, upload_id: str) -> Reply:
@@ -415,7 +423,7 @@ class TusHandler:
         if size is not None and self.options.max_size and size > self.options.max_size:
             raise p.TusError(413, f"upload is larger than the maximum size of {self.options.max_size} bytes")
 
-    async def _declare_length(self, info: UploadInfo, length: int) -> UploadInfo:
+    async def _declare_length(self, info: UploadInfo, length: int, request: _Request) -> UploadInfo:
         if not info.size_is_deferred:
             if length != info.size:
                 raise p.TusError(400, "Upload-Length cannot be changed once set")
@@ -423,6 +431,10 @@ class TusHandler:
         if length < info.offset:
             raise p.TusError(400, "Upload-Length is smaller than the bytes already stored")
         self._check_max_size(length)
+        # A request refused for its body must not leave its length declared.
+        content_length = p.parse_content_length(request.headers.get("content-length"))
+        if content_length is not None and info.offset + content_length > length:
+            raise p.TusError(413, "body goes past the upload's length")
         assert isinstance(self.store, LengthDeferrer)
         return await self.store.declare_length(info.id, length)
 
@@ -438,10 +450,10 @@ class TusHandler:
         async with self.locker.hold(info.id, lambda: reader.stop("released")):
             info = await self._live_info(info.id)
             was_complete = info.is_complete
-            if declared_length is not None:
-                info = await self._declare_length(info, declared_length)
             if offset != info.offset:
                 raise p.TusError(409, f"Upload-Offset {offset} does not match the upload's offset {info.offset}")
+            if declared_length is not None:
+                info = await self._declare_length(info, declared_length, request)
             if self._wants(HookType.POST_RECEIVE):
                 assert self.hooks is not None
                 start = info
@@ -473,6 +485,17 @@ class TusHandler:
         if reader is not None:
             self._stop_responses[upload_id] = response
             reader.stop("stopped")
+            return
+        # The PATCH may be running in another process: asking for its lock ends it there
+        # (its client hears "interrupted" rather than the hook's answer).
+        task = asyncio.get_running_loop().create_task(self._interrupt_elsewhere(upload_id))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _interrupt_elsewhere(self, upload_id: str) -> None:
+        with contextlib.suppress(LockTimeout):
+            async with self.locker.hold(upload_id, _ignore):
+                pass
 
     async def _append(self, info: UploadInfo, offset: int, request: _Request, reader: BodyReader) -> UploadInfo:
         """Stream the request body into the store at `offset` and return the new info."""
@@ -529,9 +552,16 @@ class TusHandler:
         """Concatenate the final upload if every partial is finished. Hold its lock."""
         if final.is_complete:
             return final
-        partials = [await self.store.get_info(pid) for pid in final.partial_uploads]
+        try:
+            partials = [await self.store.get_info(pid) for pid in final.partial_uploads]
+        except UploadNotFound:
+            # A partial was terminated or expired: this final can never complete, and
+            # expires in its turn.
+            return final
         if not all(u.is_complete for u in partials):
             return final
+        # Checked again now: a partial with a deferred length was unknown at creation.
+        self._check_max_size(sum(u.offset for u in partials))
         assert isinstance(self.store, Concater)
         final = await self.store.concatenate(final.id, final.partial_uploads)
         await self._notify(HookType.POST_FINISH, final, request)

@@ -15,7 +15,7 @@ from .events import (
     response_to_json,
 )
 from .outbox import Outbox
-from .receivers import CallableReceiver, CommandReceiver, HookError, HookReceiver, HttpReceiver
+from .receivers import CallableReceiver, CommandReceiver, HookError, HookReceiver, HookTimeout, HttpReceiver
 from .signing import SIGNATURE_HEADER, sign, verify
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "HookFailed",
     "HookReceiver",
     "HookResponse",
+    "HookTimeout",
     "HookType",
     "Hooks",
     "HttpReceiver",

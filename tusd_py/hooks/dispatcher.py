@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from .events import HookEvent, HookResponse, HookType, HTTPResponse
 from .outbox import Outbox
-from .receivers import CallableReceiver, HookCallable, HookError, HookReceiver
+from .receivers import CallableReceiver, HookCallable, HookError, HookReceiver, HookTimeout
 
 log = logging.getLogger("tusd_py.hooks")
 
@@ -69,7 +69,7 @@ class Hooks:
             try:
                 async with asyncio.timeout(self.timeout):
                     response = await receiver.invoke(event)
-            except TimeoutError:
+            except (TimeoutError, HookTimeout):
                 raise HookFailed(504, f"{event.type} hook did not answer in time") from None
             except HookError as error:
                 log.warning("%s hook failed: %s", event.type, error)

@@ -34,10 +34,27 @@ CREATE TABLE IF NOT EXISTS hook_outbox (
     body TEXT NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0,
     next_attempt REAL NOT NULL DEFAULT 0,
-    lease_until REAL NOT NULL DEFAULT 0
+    lease_until REAL NOT NULL DEFAULT 0,
+    lease_owner INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS hook_outbox_upload ON hook_outbox (upload_id, seq);
 """
+
+
+def _process_alive(pid: int) -> bool:
+    """A lease held by a process that died (say, SIGKILL) is void at once, not at expiry.
+
+    The outbox lives on the local disk, so its deliverers are processes of this host.
+    """
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class Outbox:
@@ -70,6 +87,7 @@ class Outbox:
             db.execute("PRAGMA journal_mode=WAL")
             # NORMAL in WAL mode survives a crash of the process, which is what we promise.
             db.execute("PRAGMA synchronous=NORMAL")
+            db.create_function("process_alive", 1, _process_alive, deterministic=False)
             db.executescript(_SCHEMA)
             self._db = db
         return self._db
@@ -89,20 +107,26 @@ class Outbox:
         try:
             rows = db.execute(
                 """SELECT seq, body FROM hook_outbox AS o
-                   WHERE next_attempt <= ? AND lease_until <= ?
+                   WHERE next_attempt <= ? AND (lease_until <= ? OR NOT process_alive(lease_owner))
                      AND NOT EXISTS (SELECT 1 FROM hook_outbox AS p
                                      WHERE p.upload_id = o.upload_id AND p.seq < o.seq)
                    ORDER BY seq LIMIT ?""",
                 (now, now, self.batch),
             ).fetchall()
             db.executemany(
-                "UPDATE hook_outbox SET lease_until = ? WHERE seq = ?", [(now + self.lease, seq) for seq, _ in rows]
+                "UPDATE hook_outbox SET lease_until = ?, lease_owner = ? WHERE seq = ?",
+                [(now + self.lease, os.getpid(), seq) for seq, _ in rows],
             )
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
         return [(int(seq), str(body)) for seq, body in rows]
+
+    def _forget_own_leases(self) -> None:
+        # A process that is only starting holds no lease; one under its pid was taken by an
+        # earlier process with the same pid (a container's pid 1, restarted).
+        self._connect().execute("UPDATE hook_outbox SET lease_until = 0 WHERE lease_owner = ?", (os.getpid(),))
 
     def _delivered(self, seq: int) -> None:
         self._connect().execute("DELETE FROM hook_outbox WHERE seq = ?", (seq,))
@@ -153,6 +177,10 @@ class Outbox:
 
     async def _deliver_loop(self, deliver: Callable[[HookEvent], Awaitable[None]], poll_interval: float) -> None:
         assert self._wake is not None
+        try:
+            await self._run(self._forget_own_leases)
+        except sqlite3.Error:
+            log.exception("outbox unreadable; trying again")
         while True:
             self._wake.clear()
             try:

@@ -28,6 +28,10 @@ class HookError(Exception):
     """A receiver failed: it raised, timed out, was unreachable, or answered nonsense."""
 
 
+class HookTimeout(HookError):
+    """A receiver did not answer in time."""
+
+
 class HookReceiver(Protocol):
     def handles(self, hook_type: HookType) -> bool: ...
 
@@ -97,7 +101,7 @@ class HttpReceiver:
             for key, values in event.request.header.items():
                 if key.lower() == name and values:
                     headers[key] = values[0]
-        last_error = "no attempt made"
+        last_error: HookError = HookError("no attempt made")
         for attempt in range(self.retries + 1):
             if attempt:
                 await asyncio.sleep(self.backoff * 2 ** (attempt - 1))
@@ -106,17 +110,20 @@ class HttpReceiver:
                 headers[SIGNATURE_HEADER] = sign(self.secret, body)
             try:
                 response = await self._get_client().post(self.url, content=body, headers=headers)
+            except httpx.TimeoutException:
+                last_error = HookTimeout(f"hook endpoint did not answer within {self.timeout:g} s")
+                continue
             except httpx.HTTPError as error:
-                last_error = f"hook endpoint unreachable: {type(error).__name__}"
+                last_error = HookError(f"hook endpoint unreachable: {type(error).__name__}")
                 continue
             if not 200 <= response.status_code < 300:
-                last_error = f"hook endpoint answered {response.status_code}"
+                last_error = HookError(f"hook endpoint answered {response.status_code}")
                 continue
             try:
                 return response_from_json(json.loads(response.content) if response.content.strip() else None)
             except (ValueError, HookResponseError) as error:
                 raise HookError(f"hook endpoint answered invalid JSON: {error}") from None
-        raise HookError(last_error)
+        raise last_error
 
 
 class CommandReceiver:
@@ -151,7 +158,7 @@ class CommandReceiver:
         except TimeoutError:
             process.kill()
             await process.wait()
-            raise HookError(f"{path.name} did not finish within {self.timeout:g} s") from None
+            raise HookTimeout(f"{path.name} did not finish within {self.timeout:g} s") from None
         if stderr:
             log.info("%s: %s", path.name, stderr.decode(errors="replace").strip())
         if process.returncode != 0:
