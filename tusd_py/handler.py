@@ -281,8 +281,7 @@ class TusHandler:
         else:
             try:
                 if has_body:
-                    info, finished = await self._receive(info, 0, request)
-                    headers["Upload-Offset"] = str(info.offset)
+                    info, finished = await self._receive(info.id, 0, request)
                 else:
                     # An empty upload is finished the moment it exists.
                     finished = info.is_complete
@@ -294,6 +293,9 @@ class TusHandler:
                     error = p.TusError(error.status, error.reason)
                 error.headers.update(headers)
                 raise error from None
+        if not is_final:
+            # Not required without a body, but clients that always send one expect it.
+            headers["Upload-Offset"] = str(info.offset)
         headers.update(self._expiry_header(info))
         return Reply(201, headers)
 
@@ -322,7 +324,7 @@ class TusHandler:
         return upload, _hook_headers(response.http_response)
 
     async def _head(self, request: _Request, upload_id: str) -> Reply:
-        async with self.locker.hold(upload_id, _ignore):
+        async with self.locker.hold(upload_id, _ignore, requested_at=request.arrived_at):
             info = await self._live_info(upload_id)
             if info.is_final and not info.is_complete:
                 info = await self._complete_final(info, request)
@@ -348,11 +350,8 @@ class TusHandler:
         p.check_patch_content_type(h.get("content-type"))
         offset = p.parse_upload_offset(h.get("upload-offset"))
         declared_length = p.parse_upload_length(h.get("upload-length"))
-        info = await self.store.get_info(upload_id)
-        if info.is_final:
-            raise p.TusError(403, "a final upload cannot be modified")
         headers = {}
-        info, finished = await self._receive(info, offset, request, declared_length)
+        info, finished = await self._receive(upload_id, offset, request, declared_length)
         if finished:
             headers.update(await self._finish_partial(info, request))
         headers["Upload-Offset"] = str(info.offset)
@@ -374,7 +373,7 @@ class TusHandler:
     async def _terminate(self, request: _Request, upload_id: str) -> Reply:
         if not isinstance(self.store, Terminater):
             raise p.TusError(405, "termination is not supported by this store", {"Allow": UPLOAD_METHODS})
-        async with self.locker.hold(upload_id, _ignore):
+        async with self.locker.hold(upload_id, _ignore, requested_at=request.arrived_at):
             info = await self.store.get_info(upload_id)
             if self._wants(HookType.PRE_TERMINATE):
                 response = await self._ask(HookType.PRE_TERMINATE, _snapshot(info), request)
@@ -439,7 +438,7 @@ class TusHandler:
         return await self.store.declare_length(info.id, length)
 
     async def _receive(
-        self, info: UploadInfo, offset: int, request: _Request, declared_length: int | None = None
+        self, upload_id: str, offset: int, request: _Request, declared_length: int | None = None
     ) -> tuple[UploadInfo, bool]:
         """Under the upload's lock: check the offset, stream the body in, report progress.
 
@@ -447,8 +446,10 @@ class TusHandler:
         """
         reader = BodyReader(request.receive, read_timeout=self.options.read_timeout)
         progress: list[asyncio.Task[None]] = []
-        async with self.locker.hold(info.id, lambda: reader.stop("released")):
-            info = await self._live_info(info.id)
+        async with self.locker.hold(upload_id, lambda: reader.stop("released"), requested_at=request.arrived_at):
+            info = await self._live_info(upload_id)
+            if info.is_final:
+                raise p.TusError(403, "a final upload cannot be modified")
             was_complete = info.is_complete
             if offset != info.offset:
                 raise p.TusError(409, f"Upload-Offset {offset} does not match the upload's offset {info.offset}")
@@ -605,6 +606,8 @@ class _Request:
         self.receive = receive
         self.headers = headers
         self.method = method
+        # When the request arrived, so that only newer requests preempt a lock holder.
+        self.arrived_at = time.time()
 
     def snapshot(self) -> RequestSnapshot:
         header: dict[str, list[str]] = {}

@@ -218,3 +218,19 @@ def test_unlinked_lock_files_never_let_two_holders_in(tmp_path: Path) -> None:
         rounds.append(int(out))
     assert all(r > 0 for r in rounds), rounds
     assert int(counter.read_text()) == sum(rounds)
+
+
+async def test_an_older_request_does_not_preempt_a_newer_holder(tmp_path: Path) -> None:
+    locker = FileLocker(tmp_path, timeout=0.4, poll_interval=0.01)
+    asked = asyncio.Event()
+    now = time.time()
+    async with locker.hold("u", asked.set, requested_at=now):
+        with pytest.raises(LockTimeout):
+            async with locker.hold("u", ignore, requested_at=now - 5):
+                pytest.fail("entered a held lock")
+        await asyncio.sleep(0.1)
+        assert not asked.is_set()
+        with pytest.raises(LockTimeout):
+            async with locker.hold("u", ignore, requested_at=now + 5):
+                pytest.fail("entered a held lock")
+        await asyncio.wait_for(asked.wait(), 2)

@@ -120,3 +120,20 @@ async def test_many_tasks_never_overlap() -> None:
 
     await asyncio.wait_for(asyncio.gather(*(worker() for _ in range(5))), 10)
     assert entries == 100
+
+
+async def test_an_older_request_waits_instead_of_preempting_a_newer_holder() -> None:
+    # A PATCH of a dropped connection that reaches the lock late must not end the PATCH
+    # that the client sent after reconnecting.
+    locker = MemoryLocker(timeout=0.3)
+    asked: list[str] = []
+    now = time.time()
+    async with locker.hold("u", lambda: asked.append("holder"), requested_at=now):
+        with pytest.raises(LockTimeout):
+            async with locker.hold("u", ignore, requested_at=now - 5):
+                pytest.fail("entered a held lock")
+        assert asked == []
+        with pytest.raises(LockTimeout):
+            async with locker.hold("u", ignore, requested_at=now + 5):
+                pytest.fail("entered a held lock")
+        assert asked == ["holder"]

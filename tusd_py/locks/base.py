@@ -16,10 +16,15 @@ class LockTimeout(Exception):
 
 
 class Locker(Protocol):
-    def hold(self, upload_id: str, on_release_requested: Callable[[], None]) -> AbstractAsyncContextManager[None]:
+    def hold(
+        self, upload_id: str, on_release_requested: Callable[[], None], *, requested_at: float | None = None
+    ) -> AbstractAsyncContextManager[None]:
         """Hold the upload's lock for the body of the `async with`.
 
-        If another request holds it, that holder's `on_release_requested` is called so
-        it can end (keeping its bytes), and this waits up to the locker's timeout before
-        raising LockTimeout. Whoever holds the lock may be asked to let go at any time.
+        If another request holds it and is older (its `requested_at`, a `time.time()`
+        taken when the HTTP request arrived, is earlier), that holder's
+        `on_release_requested` is called so it can end, keeping its bytes. Either way
+        this waits up to the locker's timeout before raising LockTimeout. Only newer
+        requests preempt: a request of a dropped connection that reaches the lock late
+        must not end the live request that replaced it. None means now.
         """

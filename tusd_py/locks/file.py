@@ -1,7 +1,8 @@
 """FileLocker: locks shared by the worker processes of one host, with fcntl.flock.
 
 A lock is a file `<id>.lock` under the lock directory held with flock. A process that
-wants a held lock creates `<id>.release`; the holder watches for that file and lets go.
+wants a held lock writes its request's arrival time to `<id>.release`; the holder
+watches that file and lets go when the time is newer than its own request's.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import asyncio
 import contextlib
 import fcntl
 import os
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -45,21 +47,24 @@ class FileLocker:
         return fd
 
     @asynccontextmanager
-    async def hold(self, upload_id: str, on_release_requested: Callable[[], None]) -> AsyncIterator[None]:
+    async def hold(
+        self, upload_id: str, on_release_requested: Callable[[], None], *, requested_at: float | None = None
+    ) -> AsyncIterator[None]:
         if not is_valid_upload_id(upload_id):
             raise LockTimeout(upload_id)
+        since = time.time() if requested_at is None else requested_at
         lock_path = self.directory / f"{upload_id}.lock"
         release_path = self.directory / f"{upload_id}.release"
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout
         while (fd := self._try_lock(lock_path)) is None:
-            release_path.touch()
+            _ask_to_release(release_path, since)
             if loop.time() >= deadline:
                 raise LockTimeout(upload_id)
             await asyncio.sleep(self.poll_interval)
         with contextlib.suppress(FileNotFoundError):
             release_path.unlink()
-        watcher = asyncio.create_task(self._watch(release_path, on_release_requested))
+        watcher = asyncio.create_task(self._watch(release_path, since, on_release_requested))
         try:
             yield
         finally:
@@ -68,7 +73,26 @@ class FileLocker:
                 lock_path.unlink()
             os.close(fd)
 
-    async def _watch(self, release_path: Path, on_release_requested: Callable[[], None]) -> None:
-        while not release_path.exists():
+    async def _watch(self, release_path: Path, since: float, on_release_requested: Callable[[], None]) -> None:
+        # Only a newer request preempts the holder (see Locker.hold).
+        while _read_request_time(release_path) < since:
             await asyncio.sleep(self.poll_interval * 2)
         on_release_requested()
+
+
+def _read_request_time(path: Path) -> float:
+    try:
+        return float(path.read_text() or "inf")
+    except FileNotFoundError:
+        return float("-inf")
+    except ValueError:
+        return float("inf")
+
+
+def _ask_to_release(path: Path, since: float) -> None:
+    """Leave the newest waiting request's arrival time where the holder looks for it."""
+    if _read_request_time(path) >= since:
+        return
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(repr(since))
+    os.replace(tmp, path)
