@@ -10,7 +10,7 @@ received bytes safe.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from starlette.types import Receive
 
@@ -39,6 +39,9 @@ class BodyReader:
         # Why the body ended before the client finished it: "disconnect", "timeout", or
         # the reason given to stop().
         self.interrupted: str | None = None
+        self._head: bytearray | None = None
+        self._head_need = 0
+        self._on_head: Callable[[bytes], Awaitable[None]] | None = None
         self._on_progress: Callable[[int], None] | None = None
         self._progress_interval = 0.0
         self._next_progress = 0.0
@@ -53,6 +56,16 @@ class BodyReader:
         self._on_progress = callback
         self._progress_interval = interval
         self._next_progress = asyncio.get_running_loop().time() + interval
+
+    def watch_head(self, prefix: bytes, need: int, callback: Callable[[bytes], Awaitable[None]]) -> None:
+        """Await `callback(head)` once `need` leading bytes (prefix included) are in."""
+        self._head = bytearray(prefix)
+        self._head_need = need
+        self._on_head = callback
+
+    def unseen_head(self) -> bytes | None:
+        """The head gathered so far if the callback has not been called yet."""
+        return None if self._head is None else bytes(self._head)
 
     def digest(self) -> bytes:
         assert self._hasher is not None
@@ -78,6 +91,14 @@ class BodyReader:
             if self._hasher is not None:
                 self._hasher.update(chunk)
         return chunk
+
+    async def _grow_head(self, chunk: Buffer) -> None:
+        assert self._head is not None and self._on_head is not None
+        # A copy of at most `need` bytes, once per upload: the buffers themselves stay as received.
+        self._head += chunk[: self._head_need - len(self._head)]
+        if len(self._head) >= self._head_need:
+            head, self._head = bytes(self._head), None
+            await self._on_head(head)
 
     async def _drain(self) -> Buffer:
         """One receive that does not wait: returns a body the server already buffered."""
@@ -115,6 +136,8 @@ class BodyReader:
             chunk = self._take(message.get("body", b""))
             if chunk:
                 yield chunk
+                if self._head is not None:
+                    await self._grow_head(chunk)
                 if self._on_progress is not None:
                     now = asyncio.get_running_loop().time()
                     if now >= self._next_progress:

@@ -13,7 +13,7 @@ from starlette.types import ASGIApp
 
 from .app import create_app, default_outbox_path
 from .config import ServeConfig
-from .hooks import CommandReceiver, HookReceiver, Hooks, HttpReceiver, Outbox
+from .hooks import CommandReceiver, HookReceiver, Hooks, HookType, HttpReceiver, Outbox
 from .locks import FileLocker, Locker, MemoryLocker
 from .server import TusHttpToolsProtocol
 
@@ -29,6 +29,7 @@ def build_hooks(config: ServeConfig) -> Hooks | None:
                 retries=config.hooks_http_retry,
                 backoff=config.hooks_http_backoff,
                 forward_headers=config.hooks_http_forward_headers,
+                enabled=[HookType(e) for e in config.hooks_enabled_events] or None,
             )
         )
     if config.hooks_dir:

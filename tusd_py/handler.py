@@ -464,10 +464,22 @@ class TusHandler:
                     progress.append(asyncio.ensure_future(self._notify(HookType.POST_RECEIVE, snapshot, request)))
 
                 reader.on_progress(report, self.hooks.progress_interval)
+            rejected: list[HTTPResponse] = []
+            if self._wants(HookType.FIRST_BYTES):
+                await self._watch_first_bytes(info, request, reader, rejected)
             self._receiving[info.id] = reader
             try:
                 info = await self._append(info, offset, request, reader)
+                head = reader.unseen_head()
+                if head is not None and info.is_complete:
+                    # The whole upload is shorter than the head the hook asked for.
+                    await self._judge_first_bytes(info, request, head, reader, rejected)
+                if rejected:
+                    raise _hook_refusal(rejected[0], 400, "upload rejected by server")
             except p.TusError:
+                if rejected:
+                    await self._reject_upload(info, request)
+                    raise _hook_refusal(rejected[0], 400, "upload rejected by server") from None
                 stop_response = self._stop_responses.get(info.id)
                 if stop_response is not None:
                     raise _hook_refusal(stop_response, 400, "upload has been stopped by the server") from None
@@ -477,9 +489,45 @@ class TusHandler:
                 self._stop_responses.pop(info.id, None)
                 if progress:
                     await asyncio.gather(*progress, return_exceptions=True)
-                if self._wants(HookType.POST_RECEIVE):
+                if self._wants(HookType.POST_RECEIVE) and not rejected:
                     await self._notify(HookType.POST_RECEIVE, await self.store.get_info(info.id), request)
         return info, info.is_complete and not was_complete
+
+    async def _watch_first_bytes(
+        self, info: UploadInfo, request: _Request, reader: BodyReader, rejected: list[HTTPResponse]
+    ) -> None:
+        """Arrange the first-bytes hook for this body if the upload's head is still arriving."""
+        assert self.hooks is not None
+        need = self.hooks.first_bytes_length
+        if info.size is not None:
+            need = min(need, info.size)
+        if info.offset >= need or need == 0:
+            return
+        prefix = b"".join([block async for block in self.store.read(info.id, 0, info.offset)])
+
+        async def judge(head: bytes) -> None:
+            await self._judge_first_bytes(info, request, head, reader, rejected)
+
+        reader.watch_head(prefix, need, judge)
+
+    async def _judge_first_bytes(
+        self, info: UploadInfo, request: _Request, head: bytes, reader: BodyReader, rejected: list[HTTPResponse]
+    ) -> None:
+        assert self.hooks is not None
+        event = HookEvent(HookType.FIRST_BYTES, _snapshot(info), request.snapshot(), head=head)
+        response = await self.hooks.call(event)
+        if response.reject_upload:
+            rejected.append(response.http_response)
+        if response.reject_upload or response.stop_upload:
+            self._stop_responses[info.id] = response.http_response
+            reader.stop("stopped")
+
+    async def _reject_upload(self, info: UploadInfo, request: _Request) -> None:
+        """A first-bytes hook refused the content: its bytes go. The lock is held."""
+        if isinstance(self.store, Terminater):
+            with contextlib.suppress(UploadNotFound):
+                await self.store.terminate(info.id)
+            await self._notify(HookType.POST_TERMINATE, info, request)
 
     def _stop_upload(self, upload_id: str, response: HTTPResponse) -> None:
         reader = self._receiving.get(upload_id)

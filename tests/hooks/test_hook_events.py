@@ -15,6 +15,7 @@ from tusd_py.hooks import (
     event_from_json,
     event_to_json,
 )
+from tusd_py.hooks.events import TUSD_HOOKS
 
 text = st.text(max_size=20)
 names = st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126), min_size=1, max_size=12)
@@ -61,7 +62,9 @@ def test_event_json_has_exactly_tusd_v2_fields(event: HookEvent) -> None:
     data = event_to_json(event)
 
     assert data["Type"] == event.type.value
-    assert set(data["Event"]) == {"Upload", "HTTPRequest"}
+    # first-bytes, our own event, also carries the leading bytes.
+    extra = {"Bytes"} if event.type is HookType.FIRST_BYTES else set()
+    assert set(data["Event"]) == {"Upload", "HTTPRequest"} | extra
     assert set(data["Event"]["Upload"]) == {
         "ID",
         "Size",
@@ -101,9 +104,10 @@ def test_every_event_gets_its_own_id() -> None:
     assert len(ids) == 100
 
 
-def test_only_pre_events_block() -> None:
-    assert {t.value for t in HookType if t.is_blocking} == {"pre-create", "pre-finish", "pre-terminate"}
-    assert {t.value for t in HookType} == {
+def test_pre_events_and_first_bytes_block() -> None:
+    blocking = {"pre-create", "pre-finish", "pre-terminate", "first-bytes"}
+    assert {t.value for t in HookType if t.is_blocking} == blocking
+    assert {t.value for t in TUSD_HOOKS} == {
         "pre-create",
         "post-create",
         "post-receive",
@@ -112,3 +116,4 @@ def test_only_pre_events_block() -> None:
         "pre-terminate",
         "post-terminate",
     }
+    assert set(HookType) == {*TUSD_HOOKS, HookType.FIRST_BYTES}

@@ -38,12 +38,14 @@ class Hooks:
         outbox: Outbox | None = None,
         timeout: float = 30.0,
         progress_interval: float = 1.0,
+        first_bytes_length: int = 4096,
     ) -> None:
         self.receivers = list(receivers)
         self.enabled_events = {HookType(e) for e in enabled_events} if enabled_events is not None else set(HookType)
         self.outbox = outbox
         self.timeout = timeout
         self.progress_interval = progress_interval
+        self.first_bytes_length = first_bytes_length
         self._stop_handler: StopHandler | None = None
         self._background: set[asyncio.Task[None]] = set()
 

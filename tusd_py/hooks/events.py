@@ -7,6 +7,7 @@ A receiver written for tusd gets the same request body (`Type`, `Event.Upload`,
 
 from __future__ import annotations
 
+import base64
 import enum
 import time
 import uuid
@@ -23,13 +24,17 @@ class HookType(enum.StrEnum):
     POST_FINISH = "post-finish"
     PRE_TERMINATE = "pre-terminate"
     POST_TERMINATE = "post-terminate"
+    # Ours, not tusd's: the leading bytes of an upload, for judging its content early.
+    FIRST_BYTES = "first-bytes"
 
     @property
     def is_blocking(self) -> bool:
-        return self.value.startswith("pre-")
+        return self.value.startswith("pre-") or self is HookType.FIRST_BYTES
 
 
 ALL_HOOKS = tuple(HookType)
+# The events a receiver written for tusd knows; HTTP receivers get these by default.
+TUSD_HOOKS = tuple(t for t in HookType if t is not HookType.FIRST_BYTES)
 
 
 class HookResponseError(ValueError):
@@ -69,6 +74,8 @@ class HookEvent:
     # Unique per event, so at-least-once delivery can be de-duplicated by the receiver.
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     time: float = field(default_factory=time.time)
+    # first-bytes only: the upload's leading bytes.
+    head: bytes = b""
 
 
 @dataclass(frozen=True)
@@ -98,6 +105,13 @@ class HookResponse:
 
 
 def event_to_json(event: HookEvent) -> dict[str, Any]:
+    data = _event_to_json(event)
+    if event.type is HookType.FIRST_BYTES:
+        data["Event"]["Bytes"] = base64.b64encode(event.head).decode("ascii")
+    return data
+
+
+def _event_to_json(event: HookEvent) -> dict[str, Any]:
     upload = event.upload
     return {
         "Type": str(event.type),
@@ -151,6 +165,7 @@ def event_from_json(data: Mapping[str, Any]) -> HookEvent:
         ),
         id=data["ID"],
         time=data["Time"],
+        head=base64.b64decode(data["Event"].get("Bytes") or ""),
     )
 
 

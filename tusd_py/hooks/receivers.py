@@ -15,7 +15,15 @@ from typing import Protocol
 
 import httpx
 
-from .events import HookEvent, HookResponse, HookResponseError, HookType, event_to_json, response_from_json
+from .events import (
+    TUSD_HOOKS,
+    HookEvent,
+    HookResponse,
+    HookResponseError,
+    HookType,
+    event_to_json,
+    response_from_json,
+)
 from .signing import SIGNATURE_HEADER, sign
 
 log = logging.getLogger("tusd_py.hooks")
@@ -73,7 +81,7 @@ class HttpReceiver:
         client: httpx.AsyncClient | None = None,
     ) -> None:
         self.url = url
-        self.enabled = set(enabled) if enabled is not None else set(HookType)
+        self.enabled = set(enabled) if enabled is not None else set(TUSD_HOOKS)
         self.secret = secret
         self.timeout = timeout
         self.retries = retries
