@@ -73,9 +73,38 @@ def create_app(
     `hooks` is a `Hooks` object, or a mapping of event name to async callable; post-events
     of the latter go through a durable outbox in `<upload_dir>/.hooks/outbox.sqlite3`.
     """
+    handler = build_handler(
+        upload_dir,
+        store=store,
+        locker=locker,
+        base_path=base_path,
+        max_size=max_size,
+        behind_proxy=behind_proxy,
+        expire_after=expire_after,
+        read_timeout=read_timeout,
+        lock_timeout=lock_timeout,
+        hooks=hooks,
+    )
+    return with_cors(handler, cors_allow_origin)
+
+
+def build_handler(
+    upload_dir: str | os.PathLike[str] = "./data",
+    *,
+    store: Store | None = None,
+    locker: Locker | None = None,
+    base_path: str = "/",
+    max_size: int | None = None,
+    behind_proxy: bool = False,
+    expire_after: float | None = 24 * 3600.0,
+    read_timeout: float = 60.0,
+    lock_timeout: float = 20.0,
+    hooks: Hooks | Mapping[HookType | str, HookCallable] | None = None,
+) -> TusHandler:
+    """The tus handler itself (create_app without CORS), for composing larger apps."""
     if hooks is not None and not isinstance(hooks, Hooks):
         hooks = Hooks.from_callables(hooks, outbox=Outbox(default_outbox_path(upload_dir)))
-    handler = TusHandler(
+    return TusHandler(
         store if store is not None else FileStore(Path(upload_dir)),
         locker if locker is not None else MemoryLocker(timeout=lock_timeout),
         TusOptions(
@@ -87,10 +116,14 @@ def create_app(
         ),
         hooks,
     )
+
+
+def with_cors(app: ASGIApp, cors_allow_origin: str | None) -> ASGIApp:
+    """CORS for browsers on other origins: tus headers allowed and exposed."""
     if cors_allow_origin is None:
-        return handler
+        return app
     return CORSMiddleware(
-        handler,
+        app,
         allow_origins=["*"] if cors_allow_origin == "*" else [],
         allow_origin_regex=None if cors_allow_origin == "*" else cors_allow_origin,
         allow_methods=["GET", "HEAD", "POST", "PATCH", "DELETE", "OPTIONS"],

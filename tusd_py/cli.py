@@ -1,12 +1,15 @@
-"""The `tusd-py` command."""
+"""The `tusd-py` command: `serve`, and the account, project, key and billing commands."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 from starlette.types import ASGIApp
@@ -18,7 +21,7 @@ from .locks import FileLocker, Locker, MemoryLocker
 from .server import TusHttpToolsProtocol
 
 
-def build_hooks(config: ServeConfig) -> Hooks | None:
+def build_receivers(config: ServeConfig) -> list[HookReceiver]:
     receivers: list[HookReceiver] = []
     if config.hooks_http:
         receivers.append(
@@ -34,16 +37,12 @@ def build_hooks(config: ServeConfig) -> Hooks | None:
         )
     if config.hooks_dir:
         receivers.append(CommandReceiver(config.hooks_dir, timeout=config.hooks_http_timeout))
-    if not receivers:
-        return None
-    return Hooks(
-        receivers,
-        enabled_events=config.hooks_enabled_events or None,
-        outbox=Outbox(default_outbox_path(config.upload_dir), backoff=config.hooks_http_backoff),
-        # A blocking hook gets its retries within the time the client waits.
-        timeout=config.hooks_http_timeout * (config.hooks_http_retry + 1) + 5,
-        progress_interval=config.progress_hooks_interval,
-    )
+    return receivers
+
+
+def hooks_timeout(config: ServeConfig) -> float:
+    # A blocking hook gets its retries within the time the client waits.
+    return config.hooks_http_timeout * (config.hooks_http_retry + 1) + 5
 
 
 def build_app(config: ServeConfig) -> ASGIApp:
@@ -53,18 +52,40 @@ def build_app(config: ServeConfig) -> ASGIApp:
         locker = FileLocker(upload_dir / ".locks", timeout=config.lock_timeout)
     else:
         locker = MemoryLocker(timeout=config.lock_timeout)
-    return create_app(
-        upload_dir,
-        locker=locker,
-        base_path=config.base_path,
-        max_size=config.max_size,
-        behind_proxy=config.behind_proxy,
-        cors_allow_origin=config.cors_allow_origin,
-        expire_after=config.expire_after,
-        read_timeout=config.read_timeout,
-        lock_timeout=config.lock_timeout,
-        hooks=build_hooks(config),
-    )
+    receivers = build_receivers(config)
+    common: dict[str, Any] = {
+        "locker": locker,
+        "base_path": config.base_path,
+        "max_size": config.max_size,
+        "behind_proxy": config.behind_proxy,
+        "cors_allow_origin": config.cors_allow_origin,
+        "expire_after": config.expire_after,
+        "read_timeout": config.read_timeout,
+        "lock_timeout": config.lock_timeout,
+    }
+    if config.assets:
+        from .assets.platform import create_platform_app
+
+        return create_platform_app(
+            upload_dir,
+            database_url=config.database,
+            price_per_minute=config.price_per_minute,
+            admin_token=config.admin_token,
+            receivers=receivers,
+            hooks_timeout=hooks_timeout(config),
+            progress_interval=config.progress_hooks_interval,
+            outbox_backoff=config.hooks_http_backoff,
+            **common,
+        )
+    hooks = None
+    if receivers:
+        hooks = Hooks(
+            receivers,
+            outbox=Outbox(default_outbox_path(upload_dir), backoff=config.hooks_http_backoff),
+            timeout=hooks_timeout(config),
+            progress_interval=config.progress_hooks_interval,
+        )
+    return create_app(upload_dir, hooks=hooks, **common)
 
 
 def app_from_env() -> ASGIApp:
@@ -89,17 +110,91 @@ def serve(config: ServeConfig) -> None:
         uvicorn.run(build_app(config), **common)  # type: ignore[arg-type]
 
 
+# -- account, project, key and billing commands ---------------------------------------------
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise ValueError("must be a positive integer")
+    return value
+
+
+def _add_database_arguments(parser: argparse.ArgumentParser) -> None:
+    base = ServeConfig.from_env()
+    parser.add_argument("--upload-dir", default=base.upload_dir, help="the data directory serve uses")
+    parser.add_argument("--database", default=base.database, help="the database URL serve uses")
+
+
+def _admin_commands(commands: Any) -> None:
+    accounts = commands.add_parser("accounts", help="manage accounts").add_subparsers(dest="action", required=True)
+    created = accounts.add_parser("create", help="create an account; prints it as JSON")
+    created.add_argument("name")
+    _add_database_arguments(created)
+
+    projects = commands.add_parser("projects", help="manage projects").add_subparsers(dest="action", required=True)
+    created = projects.add_parser("create", help="create a project in an account")
+    created.add_argument("--account", required=True)
+    created.add_argument("name")
+    _add_database_arguments(created)
+
+    keys = commands.add_parser("keys", help="manage API keys").add_subparsers(dest="action", required=True)
+    created = keys.add_parser("create", help="create an API key (shown once)")
+    created.add_argument("--account", required=True)
+    _add_database_arguments(created)
+    revoked = keys.add_parser("revoke", help="revoke an API key")
+    revoked.add_argument("key_id")
+    _add_database_arguments(revoked)
+
+    billing = commands.add_parser("billing", help="balances").add_subparsers(dest="action", required=True)
+    top_up = billing.add_parser("top-up", help="credit an account; activates its pending assets")
+    top_up.add_argument("account_id")
+    top_up.add_argument("amount", type=_positive_int)
+    _add_database_arguments(top_up)
+
+
+async def _run_admin(args: argparse.Namespace) -> dict[str, Any]:
+    from .assets.db import create_engine, create_schema, database_url
+    from .assets.service import AssetService
+
+    Path(args.upload_dir).mkdir(parents=True, exist_ok=True)
+    engine = create_engine(database_url(args.database, args.upload_dir))
+    try:
+        await create_schema(engine)
+        service = AssetService(engine)
+        actions: dict[tuple[str, str], Callable[[], Awaitable[dict[str, Any]]]] = {
+            ("accounts", "create"): lambda: service.create_account(args.name),
+            ("projects", "create"): lambda: service.create_project(args.account, args.name),
+            ("keys", "create"): lambda: service.create_key(args.account),
+            ("keys", "revoke"): lambda: service.revoke_key(args.key_id),
+            ("billing", "top-up"): lambda: service.top_up(args.account_id, args.amount),
+        }
+        return await actions[(args.command, args.action)]()
+    finally:
+        await engine.dispose()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tusd-py", description="A resumable-upload server (tus 1.0).")
     commands = parser.add_subparsers(dest="command", required=True)
-    serve_parser = commands.add_parser("serve", help="serve the tus endpoint")
+    serve_parser = commands.add_parser("serve", help="serve the tus endpoint (and the asset API)")
     ServeConfig.add_arguments(serve_parser)
+    _admin_commands(commands)
     try:
         args = parser.parse_args(argv)
     except ValueError as error:
         parser.error(str(error))
     if args.command == "serve":
         serve(ServeConfig.from_arguments(args))
+        return 0
+    from .assets.errors import ApiError
+
+    try:
+        result = asyncio.run(_run_admin(args))
+    except ApiError as error:
+        print(error.body(), file=sys.stderr)
+        return 1
+    print(json.dumps(result))
     return 0
 
 

@@ -89,6 +89,12 @@ _SETTINGS: dict[str, Setting] = {
     "hooks_http_backoff": Setting("wait before the first retry, doubled each time (e.g. 1s)", parse_duration),
     "hooks_http_timeout": Setting("time a hook may take to answer (e.g. 10s)", parse_duration),
     "hooks_secret": Setting("shared secret: sign webhook bodies with HMAC-SHA256 in Hook-Signature"),
+    "assets": Setting(
+        "serve the asset lifecycle (/v1 API, media checks, billing); --no-assets = bare tus", is_switch=True
+    ),
+    "database": Setting("asset database URL (default: SQLite file assets.sqlite3 in the upload dir)"),
+    "price_per_minute": Setting("charge per started minute of media, in minor currency units", int),
+    "admin_token": Setting("bearer token for POST /v1/accounts/{id}/top-ups; unset = top-ups by CLI only"),
     "progress_hooks_interval": Setting(
         "at most one post-receive event per upload this often (e.g. 1s)", parse_duration
     ),
@@ -117,6 +123,10 @@ class ServeConfig:
     hooks_http_timeout: float = 10.0
     hooks_secret: str | None = None
     progress_hooks_interval: float = 1.0
+    assets: bool = True
+    database: str | None = None
+    price_per_minute: int = 0
+    admin_token: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> ServeConfig:

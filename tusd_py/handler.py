@@ -120,7 +120,7 @@ class TusHandler:
         if scope["type"] != "http":
             return
         # A mounted sub-app never sees lifespan events, so background work also starts here.
-        self._start_background()
+        self.start_background()
         started = False
 
         async def tracked_send(message: Message) -> None:
@@ -159,18 +159,29 @@ class TusHandler:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                self._start_background()
+                self.start_background()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.aclose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    def _start_background(self) -> None:
+    def start_background(self) -> None:
         if self._sweeper is not None:
             self._sweeper.start()
         if self.hooks is not None:
             self.hooks.start()
+
+    async def terminate(self, upload_id: str) -> None:
+        """End an upload from the application's side, as a DELETE would, without its hooks'
+        say: a PATCH in flight is asked to let go (its bytes then go with the rest)."""
+        if not isinstance(self.store, Terminater):
+            raise p.TusError(405, "termination is not supported by this store")
+        async with self.locker.hold(upload_id, _ignore):
+            info = await self.store.get_info(upload_id)
+            await self.store.terminate(upload_id)
+        # No client request caused this: the event's request is an empty DELETE.
+        await self._notify(HookType.POST_TERMINATE, info, RequestSnapshot(method="DELETE", uri="", remote_addr=""))
 
     async def aclose(self) -> None:
         """Stop the background work (expiry sweep, hook delivery); the outbox stays on disk."""
@@ -625,11 +636,12 @@ class TusHandler:
         assert self.hooks is not None
         return await self.hooks.call(HookEvent(hook_type, upload, request.snapshot()))
 
-    async def _notify(self, hook_type: HookType, info: UploadInfo, request: _Request) -> None:
+    async def _notify(self, hook_type: HookType, info: UploadInfo, request: _Request | RequestSnapshot) -> None:
         if self._wants(hook_type):
             assert self.hooks is not None
+            snapshot = request.snapshot() if isinstance(request, _Request) else request
             try:
-                await self.hooks.notify(HookEvent(hook_type, _snapshot(info), request.snapshot()))
+                await self.hooks.notify(HookEvent(hook_type, _snapshot(info), snapshot))
             except Exception:
                 # A non-blocking hook never changes the client's answer: its bytes are safe.
                 log.exception("could not record the %s event", hook_type)

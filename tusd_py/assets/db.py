@@ -1,0 +1,145 @@
+"""The asset database: schema and engine. SQLAlchemy Core, so the same tables and queries
+run on SQLite (the default, a file under the data directory) and PostgreSQL.
+
+Times are integer microseconds since the epoch: portable, exact and sortable.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    event,
+)
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+metadata = MetaData()
+
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("balance", BigInteger, nullable=False, default=0),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+projects = Table(
+    "projects",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("account_id", String(40), ForeignKey("accounts.id"), nullable=False, index=True),
+    Column("name", Text, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("account_id", String(40), ForeignKey("accounts.id"), nullable=False, index=True),
+    # SHA-256 of the key: keys are 256 random bits, so a fast hash is as safe as a slow one.
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("revoked_at", BigInteger, nullable=True),
+)
+
+assets = Table(
+    "assets",
+    metadata,
+    # Also the tus upload id, so the transfer URL names the asset.
+    Column("id", String(64), primary_key=True),
+    Column("project_id", String(40), ForeignKey("projects.id"), nullable=False),
+    Column("account_id", String(40), ForeignKey("accounts.id"), nullable=False),
+    Column("state", String(20), nullable=False),
+    Column("kind", String(10), nullable=True),
+    Column("extension", String(16), nullable=True),
+    Column("mime_type", String(100), nullable=True),
+    Column("declared_size", BigInteger, nullable=False),
+    Column("size", BigInteger, nullable=True),
+    Column("duration", String(32), nullable=True),
+    Column("language", String(2), nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("error_code", String(64), nullable=True),
+    Column("error_message", Text, nullable=True),
+    # What the asset costs, fixed when processing measures it; paid once (see ledger).
+    Column("charge", BigInteger, nullable=True),
+    Column("lease_until", BigInteger, nullable=False, default=0),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("deleted_at", BigInteger, nullable=True),
+    Index("assets_by_project", "project_id", "created_at", "id"),
+    Index("assets_by_state", "state", "lease_until"),
+)
+
+ledger = Table(
+    "ledger",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("account_id", String(40), ForeignKey("accounts.id"), nullable=False, index=True),
+    Column("kind", String(10), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    # Set for charges only; unique, so no asset is ever charged twice.
+    Column("charged_asset_id", String(64), nullable=True, unique=True),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+
+def now_us() -> int:
+    return time.time_ns() // 1000
+
+
+def sqlite_url(upload_dir: str | os.PathLike[str]) -> str:
+    return f"sqlite+aiosqlite:///{Path(upload_dir) / 'assets.sqlite3'}"
+
+
+def database_url(value: str | None, upload_dir: str | os.PathLike[str]) -> str:
+    """`--database` as SQLAlchemy wants it: a plain URL or path gets its async driver."""
+    if not value:
+        return sqlite_url(upload_dir)
+    if value.startswith("sqlite:///"):
+        return "sqlite+aiosqlite:///" + value[len("sqlite:///") :]
+    if value.startswith(("postgres://", "postgresql://")):
+        return "postgresql+asyncpg://" + value.split("://", 1)[1]
+    if "://" not in value:
+        return f"sqlite+aiosqlite:///{value}"
+    return value
+
+
+def create_engine(url: str) -> AsyncEngine:
+    """An async engine; for SQLite, transactions take the write lock when they begin."""
+    if url.startswith("sqlite"):
+        engine = create_async_engine(url, connect_args={"timeout": 30})
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _connect(dbapi_connection: Any, _record: Any) -> None:
+            # Let BEGIN below be ours rather than the driver's deferred one: a deferred
+            # transaction that later writes can fail with 'database is locked'.
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        @event.listens_for(engine.sync_engine, "begin")
+        def _begin(connection: Any) -> None:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    return create_async_engine(url, pool_pre_ping=True)
+
+
+async def create_schema(engine: AsyncEngine) -> None:
+    async with engine.begin() as connection:
+        await connection.run_sync(metadata.create_all)
