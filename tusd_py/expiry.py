@@ -6,22 +6,31 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 
 from .locks import Locker, LockTimeout
-from .stores import Lister, Terminater, UploadNotFound
+from .stores import Lister, Terminater, UploadInfo, UploadNotFound
 from .stores.base import Store
 
 log = logging.getLogger("tusd_py.expiry")
 
 
 class ExpirySweeper:
-    def __init__(self, store: Store, locker: Locker, expire_after: float, interval: float | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        locker: Locker,
+        expire_after: float,
+        interval: float | None = None,
+        on_expired: Callable[[UploadInfo], Awaitable[None]] | None = None,
+    ) -> None:
         assert isinstance(store, Lister) and isinstance(store, Terminater)
         self.store = store
         self.locker = locker
         self.expire_after = expire_after
         # Often enough that an expired upload lingers at most a fraction of its lifetime.
         self.interval = interval if interval is not None else min(max(expire_after / 4, 1.0), 300.0)
+        self.on_expired = on_expired
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -56,6 +65,8 @@ class ExpirySweeper:
                 async with self.locker.hold(upload_id, _keep_going):
                     await self.store.terminate(upload_id)
                 removed.append(upload_id)
+                if self.on_expired is not None:
+                    await self.on_expired(info)
             except (UploadNotFound, LockTimeout):
                 continue
         if removed:

@@ -93,7 +93,7 @@ class TusHandler:
             hooks.on_stop_upload(self._stop_upload)
         self._sweeper: ExpirySweeper | None = None
         if self.options.expire_after and isinstance(store, Lister) and isinstance(store, Terminater):
-            self._sweeper = ExpirySweeper(store, locker, self.options.expire_after)
+            self._sweeper = ExpirySweeper(store, locker, self.options.expire_after, on_expired=self._expired)
 
     # -- what this server offers ------------------------------------------------------
 
@@ -181,6 +181,10 @@ class TusHandler:
             info = await self.store.get_info(upload_id)
             await self.store.terminate(upload_id)
         # No client request caused this: the event's request is an empty DELETE.
+        await self._notify(HookType.POST_TERMINATE, info, RequestSnapshot(method="DELETE", uri="", remote_addr=""))
+
+    async def _expired(self, info: UploadInfo) -> None:
+        # Hooks hear of an expired upload as of any other termination, with no request.
         await self._notify(HookType.POST_TERMINATE, info, RequestSnapshot(method="DELETE", uri="", remote_addr=""))
 
     async def aclose(self) -> None:

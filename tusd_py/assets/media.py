@@ -181,7 +181,7 @@ def measure_duration(path: str | os.PathLike[str], *, time_limit: float = DEFAUL
     media = sniff(head)
     if media is None:
         raise MediaUnreadable("not an audio or video format we can read")
-    missing = riff_shortfall(head, size)
+    missing = _riff_shortfall(head, size)
     if missing:
         raise MediaUnreadable(f"truncated: {missing} bytes of the {media.extension} file are missing")
     demuxer, header_recorded = _DEMUXERS[media.extension]
@@ -211,7 +211,7 @@ _RIFF_UNKNOWN_SIZES: Final = frozenset({0, 0xFFFFFFFF})
 _RIFF_TOLERANCE: Final = 4096
 
 
-def riff_shortfall(head: bytes, size: int) -> int:
+def _riff_shortfall(head: bytes, size: int) -> int:
     """Bytes missing from a RIFF file (WAV, AVI) of `size` bytes whose header is `head`, or 0.
 
     A RIFF file starts with the size of everything after its first 8 bytes. FFmpeg reads a
