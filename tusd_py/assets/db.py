@@ -77,6 +77,8 @@ assets = Table(
     # What the asset costs, fixed when processing measures it; paid once (see ledger).
     Column("charge", BigInteger, nullable=True),
     Column("lease_until", BigInteger, nullable=False, default=0),
+    # "<host>:<pid>" of the worker holding the lease: a dead local holder's lease is void.
+    Column("lease_owner", String(300), nullable=False, default=""),
     Column("attempts", Integer, nullable=False, default=0),
     Column("deleted_at", BigInteger, nullable=True),
     Index("assets_by_project", "project_id", "created_at", "id"),

@@ -11,7 +11,9 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import os
 import secrets
+import socket
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -31,6 +33,31 @@ READY = "ready"
 FAILED = "failed"
 STATES = (PENDING_UPLOAD, PROCESSING, PENDING_PAYMENT, READY, FAILED)
 KEY_PREFIX = "sk_"
+
+
+# Host, pid and a token of this process: an earlier process with our pid (a container's
+# pid 1, restarted) has another token.
+LEASE_OWNER = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+def lease_holder_died(owner: str) -> bool:
+    """True for a lease held by a process of this host that no longer runs."""
+    parts = owner.rsplit(":", 2)
+    if len(parts) != 3:
+        return False
+    host, pid_text, _token = parts
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return owner != LEASE_OWNER
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def _new_id(prefix: str) -> str:
@@ -225,25 +252,39 @@ class AssetService:
         return bool(result.rowcount)
 
     async def claim_processing(self, lease_seconds: float) -> Row[Any] | None:
-        """Lease one asset in processing whose lease is free (none, or its holder died)."""
+        """Lease one asset in processing whose lease is free: none, run out, or held by a
+        process of this host that has died (a SIGKILL must not stall it for a lease)."""
         now = now_us()
         async with self.engine.begin() as db:
-            candidate = await db.scalar(
-                select(assets.c.id)
-                .where(assets.c.state == PROCESSING, assets.c.lease_until < now, assets.c.deleted_at.is_(None))
-                .order_by(assets.c.created_at)
-                .limit(1)
-            )
-            if candidate is None:
-                return None
-            result = await db.execute(
-                update(assets)
-                .where(assets.c.id == candidate, assets.c.state == PROCESSING, assets.c.lease_until < now)
-                .values(lease_until=now + int(lease_seconds * 1e6), attempts=assets.c.attempts + 1)
-            )
-            if result.rowcount == 0:
-                return None
-            return await self._asset(db, candidate)
+            candidates = (
+                await db.execute(
+                    select(assets.c.id, assets.c.lease_until, assets.c.lease_owner)
+                    .where(assets.c.state == PROCESSING, assets.c.deleted_at.is_(None))
+                    .order_by(assets.c.created_at)
+                    .limit(50)
+                )
+            ).all()
+            for candidate in candidates:
+                if candidate.lease_until >= now and not lease_holder_died(candidate.lease_owner):
+                    continue
+                # Conditional on the lease seen: two claimers never both win.
+                result = await db.execute(
+                    update(assets)
+                    .where(
+                        assets.c.id == candidate.id,
+                        assets.c.state == PROCESSING,
+                        assets.c.lease_until == candidate.lease_until,
+                        assets.c.lease_owner == candidate.lease_owner,
+                    )
+                    .values(
+                        lease_until=now + int(lease_seconds * 1e6),
+                        lease_owner=LEASE_OWNER,
+                        attempts=assets.c.attempts + 1,
+                    )
+                )
+                if result.rowcount:
+                    return await self._asset(db, candidate.id)
+            return None
 
     def charge_for(self, duration: Decimal) -> int:
         return started_minutes(duration) * self.price_per_minute
