@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
 
+from .background import BackgroundTask
 from .locks import Locker, LockTimeout
 from .stores import Lister, Terminater, UploadInfo, UploadNotFound
 from .stores.base import Store
@@ -31,18 +31,13 @@ class ExpirySweeper:
         # Often enough that an expired upload lingers at most a fraction of its lifetime.
         self.interval = interval if interval is not None else min(max(expire_after / 4, 1.0), 300.0)
         self.on_expired = on_expired
-        self._task: asyncio.Task[None] | None = None
+        self._background = BackgroundTask(self._run)
 
     def start(self) -> None:
-        if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._run())
+        self._background.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._background.stop()
 
     async def _run(self) -> None:
         while True:

@@ -20,6 +20,7 @@ from typing import Any
 import anyio.to_thread
 from sqlalchemy.engine import Row
 
+from ..background import BackgroundTask
 from ..stores import Store, UploadNotFound
 from .media import MediaUnreadable, measure_duration
 from .service import PROCESSING, AssetService
@@ -43,21 +44,16 @@ class Processor:
         self.max_attempts = max_attempts
         self.poll_interval = poll_interval
         self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._background = BackgroundTask(self._run)
 
     def wake(self) -> None:
         self._wake.set()
 
     def start(self) -> None:
-        if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._run())
+        self._background.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._background.stop()
 
     async def _run(self) -> None:
         while True:

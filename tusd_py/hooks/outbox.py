@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from ..background import BackgroundTask
 from .events import HookEvent, event_from_json, event_to_json
 
 log = logging.getLogger("tusd_py.hooks.outbox")
@@ -76,7 +77,7 @@ class Outbox:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tusd-outbox")
         self._db: sqlite3.Connection | None = None
         self._wake: asyncio.Event | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._background: BackgroundTask | None = None
 
     # -- the database, on its own thread ---------------------------------------------
 
@@ -157,16 +158,14 @@ class Outbox:
         return await self._run(self._pending)
 
     def start(self, deliver: Callable[[HookEvent], Awaitable[None]], poll_interval: float = 0.5) -> None:
-        if self._task is None or self._task.done():
+        if self._background is None or not self._background.running:
             self._wake = asyncio.Event()
-            self._task = asyncio.get_running_loop().create_task(self._deliver_loop(deliver, poll_interval))
+            self._background = BackgroundTask(lambda: self._deliver_loop(deliver, poll_interval))
+            self._background.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        if self._background is not None:
+            await self._background.stop()
 
     async def close(self) -> None:
         await self.stop()
