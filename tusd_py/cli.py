@@ -41,8 +41,10 @@ def build_receivers(config: ServeConfig) -> list[HookReceiver]:
 
 
 def hooks_timeout(config: ServeConfig) -> float:
-    # A blocking hook gets its retries within the time the client waits.
-    return config.hooks_http_timeout * (config.hooks_http_retry + 1) + 5
+    # A blocking hook gets all its attempts and the backoff between them.
+    retries = config.hooks_http_retry
+    backoff = config.hooks_http_backoff * ((1 << retries) - 1)
+    return config.hooks_http_timeout * (retries + 1) + backoff + 5
 
 
 def build_app(config: ServeConfig) -> ASGIApp:
@@ -178,12 +180,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tusd-py", description="A resumable-upload server (tus 1.0).")
     commands = parser.add_subparsers(dest="command", required=True)
     serve_parser = commands.add_parser("serve", help="serve the tus endpoint (and the asset API)")
-    ServeConfig.add_arguments(serve_parser)
-    _admin_commands(commands)
     try:
-        args = parser.parse_args(argv)
+        ServeConfig.add_arguments(serve_parser)
     except ValueError as error:
-        parser.error(str(error))
+        parser.error(f"in the environment: {error}")
+    _admin_commands(commands)
+    args = parser.parse_args(argv)
     if args.command == "serve":
         serve(ServeConfig.from_arguments(args))
         return 0

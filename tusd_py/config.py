@@ -10,6 +10,8 @@ from dataclasses import dataclass, fields
 from decimal import Decimal
 from typing import Any
 
+from .hooks import HookType
+
 _DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d)?")
 _DURATION_UNITS = {None: 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _SIZE = re.compile(r"([0-9]+)([KMGT]i?B?)?", re.IGNORECASE)
@@ -39,19 +41,23 @@ def _name_list(text: str) -> tuple[str, ...]:
 
 def _event_list(text: str) -> tuple[str, ...]:
     names = _name_list(text)
-    known = {
-        "pre-create",
-        "post-create",
-        "post-receive",
-        "pre-finish",
-        "post-finish",
-        "pre-terminate",
-        "post-terminate",
-    }
+    known = {str(t) for t in HookType}
     unknown = [n for n in names if n not in known]
     if unknown:
         raise ValueError(f"unknown hook events: {', '.join(unknown)} (known: {', '.join(sorted(known))})")
     return names
+
+
+def _argument_type(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """argparse shows an ArgumentTypeError's own message; a ValueError it replaces."""
+
+    def convert(text: str) -> Any:
+        try:
+            return parse(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    return convert
 
 
 def _flag(name: str) -> str:
@@ -138,7 +144,10 @@ class ServeConfig:
             if setting.is_switch:
                 values[name] = raw.strip().lower() in ("1", "true", "yes", "on")
             else:
-                values[name] = setting.parse(raw)
+                try:
+                    values[name] = setting.parse(raw)
+                except ValueError as error:
+                    raise ValueError(f"{env_name(name)}: {error}") from None
         return cls(**values)
 
     @classmethod
@@ -153,7 +162,9 @@ class ServeConfig:
                     _flag(name), dest=name, action=argparse.BooleanOptionalAction, default=default, help=help_text
                 )
             else:
-                parser.add_argument(_flag(name), dest=name, type=setting.parse, default=default, help=help_text)
+                parser.add_argument(
+                    _flag(name), dest=name, type=_argument_type(setting.parse), default=default, help=help_text
+                )
 
     @classmethod
     def from_arguments(cls, args: argparse.Namespace) -> ServeConfig:

@@ -724,7 +724,11 @@ def _ignore() -> None:
 
 def _error_reply(status: int, reason: str, headers: dict[str, str] | None = None) -> Reply:
     all_headers = {"Content-Type": "text/plain; charset=utf-8"}
-    all_headers.update(headers or {})
+    for name, value in (headers or {}).items():
+        # Header names are case-insensitive: a hook's "content-type" replaces ours.
+        for existing in [k for k in all_headers if k.lower() == name.lower()]:
+            del all_headers[existing]
+        all_headers[name] = value
     return Reply(status, all_headers, (reason + "\n").encode("utf-8"))
 
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 
-from .events import HookEvent, HookResponse, HookType, HTTPResponse
+from .events import FileInfoChanges, HookEvent, HookResponse, HookType, HTTPResponse
 from .outbox import Outbox
 from .receivers import CallableReceiver, HookCallable, HookError, HookReceiver, HookTimeout
 
@@ -63,7 +64,11 @@ class Hooks:
     # -- blocking ----------------------------------------------------------------------
 
     async def call(self, event: HookEvent) -> HookResponse:
-        """Invoke a blocking hook; a refusal by the first receiver that refuses wins."""
+        """Invoke a blocking hook; a refusal by the first receiver that refuses wins.
+
+        Receivers are asked in order, each seeing the id and metadata as the ones before
+        it changed them, so their changes compose instead of overwriting each other.
+        """
         merged = HookResponse()
         for receiver in self.receivers:
             if not receiver.handles(event.type):
@@ -79,6 +84,14 @@ class Hooks:
             merged = _merge(merged, response)
             if _refuses(merged):
                 break
+            changes = response.change_file_info
+            if changes.id is not None or changes.metadata is not None:
+                upload = replace(
+                    event.upload,
+                    id=changes.id if changes.id is not None else event.upload.id,
+                    metadata=changes.metadata if changes.metadata is not None else event.upload.metadata,
+                )
+                event = replace(event, upload=upload)
         return merged
 
     # -- non-blocking ------------------------------------------------------------------
@@ -133,9 +146,12 @@ def _merge(first: HookResponse, second: HookResponse) -> HookResponse:
     http = HTTPResponse(
         b.status_code or a.status_code, b.body if b.body is not None else a.body, {**a.header, **b.header}
     )
-    changes = second.change_file_info
-    if changes.id is None and changes.metadata is None:
-        changes = first.change_file_info
+    changes = FileInfoChanges(
+        second.change_file_info.id if second.change_file_info.id is not None else first.change_file_info.id,
+        second.change_file_info.metadata
+        if second.change_file_info.metadata is not None
+        else first.change_file_info.metadata,
+    )
     return HookResponse(
         http_response=http,
         reject_upload=first.reject_upload or second.reject_upload,

@@ -83,7 +83,9 @@ class Outbox:
 
     def _connect(self) -> sqlite3.Connection:
         if self._db is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # Private: events carry the request headers of uploads (Authorization among them).
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
             db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
             db.execute("PRAGMA journal_mode=WAL")
             # NORMAL in WAL mode survives a crash of the process, which is what we promise.
@@ -102,7 +104,7 @@ class Outbox:
             (event_id, upload_id, body),
         )
 
-    def _claim(self, now: float) -> list[tuple[int, str]]:
+    def _claim(self, now: float, limit: int) -> list[tuple[int, str]]:
         db = self._connect()
         db.execute("BEGIN IMMEDIATE")
         try:
@@ -112,7 +114,7 @@ class Outbox:
                      AND NOT EXISTS (SELECT 1 FROM hook_outbox AS p
                                      WHERE p.upload_id = o.upload_id AND p.seq < o.seq)
                    ORDER BY seq LIMIT ?""",
-                (now, now, self.batch),
+                (now, now, limit),
             ).fetchall()
             db.executemany(
                 "UPDATE hook_outbox SET lease_until = ?, lease_owner = ? WHERE seq = ?",
@@ -180,19 +182,36 @@ class Outbox:
             await self._run(self._forget_own_leases)
         except sqlite3.Error:
             log.exception("outbox unreadable; trying again")
-        while True:
-            self._wake.clear()
-            try:
-                claimed = await self._run(self._claim, time.time())
-            except sqlite3.Error:
-                log.exception("outbox unreadable; trying again")
-                claimed = []
-            if claimed:
-                await asyncio.gather(*(self._deliver_one(seq, body, deliver) for seq, body in claimed))
-                continue
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(poll_interval):
-                    await self._wake.wait()
+        # Each event is delivered in its own task, so a slow receiver answer for one upload
+        # never holds up the others; order within an upload comes from the claim query.
+        in_flight: set[asyncio.Task[None]] = set()
+        wake = self._wake
+
+        def done(task: asyncio.Task[None]) -> None:
+            in_flight.discard(task)
+            wake.set()
+
+        try:
+            while True:
+                wake.clear()
+                claimed: list[tuple[int, str]] = []
+                if len(in_flight) < self.batch:
+                    try:
+                        claimed = await self._run(self._claim, time.time(), self.batch - len(in_flight))
+                    except sqlite3.Error:
+                        log.exception("outbox unreadable; trying again")
+                for seq, body in claimed:
+                    task = asyncio.get_running_loop().create_task(self._deliver_one(seq, body, deliver))
+                    in_flight.add(task)
+                    task.add_done_callback(done)
+                if claimed:
+                    continue
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(poll_interval):
+                        await wake.wait()
+        finally:
+            for task in in_flight:
+                task.cancel()
 
     async def _deliver_one(self, seq: int, body: str, deliver: Callable[[HookEvent], Awaitable[None]]) -> None:
         try:

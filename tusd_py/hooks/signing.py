@@ -46,4 +46,4 @@ def verify(
     if abs((time.time() if now is None else now) - timestamp) > tolerance:
         return False
     expected = sign(secret, body, timestamp).split("v1=", 1)[1]
-    return hmac.compare_digest(expected, digest)
+    return hmac.compare_digest(expected.encode(), digest.encode("utf-8", "replace"))
