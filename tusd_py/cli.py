@@ -66,7 +66,7 @@ def build_app(config: ServeConfig) -> ASGIApp:
         "lock_timeout": config.lock_timeout,
     }
     if config.assets:
-        from .assets.platform import create_platform_app
+        from .assets import create_platform_app
 
         return create_platform_app(
             upload_dir,

@@ -1,4 +1,7 @@
-"""The asset lifecycle: Create-an-asset API, media detection, duration, per-minute billing.
+"""The asset lifecycle: Create-an-asset API, media detection, duration, per-minute billing."""
 
-`tusd_py.assets.platform.create_platform_app` composes it with the tus endpoint.
-"""
+from .errors import ApiError
+from .platform import PlatformApp, create_platform_app
+from .service import AssetService
+
+__all__ = ["ApiError", "AssetService", "PlatformApp", "create_platform_app"]
