@@ -100,7 +100,17 @@ class Server:
 @contextlib.contextmanager
 def running_server(upload_dir: Path, cpu: int | None) -> Iterator[Server]:
     port = free_port()
-    command = [sys.executable, "-m", "tusd_py.cli", "serve", "--port", str(port), "--upload-dir", str(upload_dir)]
+    command = [
+        sys.executable,
+        "-m",
+        "tusd_py.cli",
+        "serve",
+        "--no-assets",
+        "--port",
+        str(port),
+        "--upload-dir",
+        str(upload_dir),
+    ]
     if cpu is not None and shutil.which("taskset"):
         command = ["taskset", "-c", str(cpu), *command]
     env = {k: v for k, v in os.environ.items() if not k.startswith("TUSD_")}
