@@ -116,10 +116,11 @@ def serve(config: ServeConfig) -> None:
 
 
 def _positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise ValueError("must be a positive integer")
-    return value
+    from .assets.service import MAX_TOP_UP
+
+    if not text.isascii() or not text.isdigit() or not 0 < int(text) <= MAX_TOP_UP:
+        raise argparse.ArgumentTypeError(f"must be an integer from 1 to {MAX_TOP_UP}")
+    return int(text)
 
 
 def _add_database_arguments(parser: argparse.ArgumentParser) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -26,6 +27,7 @@ from .tus_hooks import bearer_token
 log = logging.getLogger("tusd_py.assets")
 
 MAX_JSON_BYTES = 64 * 1024
+MAX_INT64 = 2**63 - 1
 CREATE_FIELDS = {"project_id", "size", "language"}
 
 OpenUpload = Callable[[str, int, dict[str, str | None]], Awaitable[None]]
@@ -108,11 +110,13 @@ class AssetApi:
         if unknown:
             raise _invalid(f"unknown fields: {', '.join(unknown)}")
         project_id = body.get("project_id")
-        if not isinstance(project_id, str) or not project_id:
+        if not isinstance(project_id, str) or not project_id or not _is_text(project_id):
             raise _invalid("project_id must be a non-empty string")
         size = body.get("size")
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
             raise _invalid("size must be an integer >= 0")
+        if size > MAX_INT64:
+            raise ApiError(413, "too_large", "size is larger than any upload can be")
         try:
             language = normalize_language(body.get("language"))
         except ValueError as error:
@@ -146,7 +150,7 @@ class AssetApi:
         if state is not None and state not in STATES:
             raise _invalid(f"state must be one of {', '.join(STATES)}")
         limit_text = query.get("limit", "20")
-        if not limit_text.isdigit() or not 1 <= int(limit_text) <= 100:
+        if not re.fullmatch(r"[0-9]{1,3}", limit_text) or not 1 <= int(limit_text) <= 100:
             raise _invalid("limit must be an integer from 1 to 100")
         page = await self.service.list_assets(account_id, project_id, state, int(limit_text), query.get("cursor"))
         return JSONResponse(
@@ -192,11 +196,20 @@ async def _json_object(request: Request) -> dict[str, Any]:
             raise ApiError(413, "too_large", f"the request body is larger than {MAX_JSON_BYTES} bytes")
     try:
         data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise ApiError(400, "invalid_json", "the request body is not valid JSON") from None
     if not isinstance(data, dict):
         raise _invalid("the request body must be a JSON object")
     return data
+
+
+def _is_text(value: str) -> bool:
+    """False for strings JSON allows but no database stores (lone surrogates)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _invalid(message: str) -> ApiError:

@@ -12,6 +12,7 @@ import base64
 import binascii
 import hashlib
 import os
+import re
 import secrets
 import socket
 from dataclasses import dataclass
@@ -33,6 +34,9 @@ READY = "ready"
 FAILED = "failed"
 STATES = (PENDING_UPLOAD, PROCESSING, PENDING_PAYMENT, READY, FAILED)
 KEY_PREFIX = "sk_"
+# Balances are signed 64-bit integers in every database; no sum may leave that range.
+MAX_BALANCE = 2**63 - 1
+MAX_TOP_UP = 2**62
 
 
 # Host, pid and a token of this process: an earlier process with our pid (a container's
@@ -330,11 +334,17 @@ class AssetService:
 
     async def top_up(self, account_id: str, amount: int) -> dict[str, Any]:
         """Credit the account, then activate its pending assets, oldest first, while covered."""
+        if not 0 < amount <= MAX_TOP_UP:
+            raise ApiError(422, "validation_error", f"amount must be an integer from 1 to {MAX_TOP_UP}")
         async with self.engine.begin() as db:
             await self._account(db, account_id)
-            await db.execute(
-                update(accounts).where(accounts.c.id == account_id).values(balance=accounts.c.balance + amount)
+            credited = await db.execute(
+                update(accounts)
+                .where(accounts.c.id == account_id, accounts.c.balance <= MAX_BALANCE - amount)
+                .values(balance=accounts.c.balance + amount)
             )
+            if credited.rowcount == 0:
+                raise ApiError(422, "balance_overflow", "the balance would exceed the largest amount it can hold")
             await db.execute(
                 insert(ledger).values(account_id=account_id, kind="top_up", amount=amount, created_at=now_us())
             )
@@ -380,6 +390,8 @@ def _decode_cursor(cursor: str) -> tuple[int, str]:
     try:
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         created_at, _, last_id = text.partition(":")
+        if not re.fullmatch(r"[0-9]{1,18}", created_at) or not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", last_id):
+            raise ValueError(text)
         return int(created_at), last_id
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise ApiError(400, "invalid_cursor", "cursor is not one this API returned") from None

@@ -5,6 +5,7 @@
   metadata); the upload takes the asset's id, and the key never reaches the metadata.
 - first-bytes: kind, extension and MIME type from the bytes; not media -> 415, failed.
 - pre-finish: the last byte is stored -> processing (the row is the persisted job).
+- pre-terminate: the transfer URL cannot end an asset whose upload is finished.
 - post-terminate: an upload ended through its transfer URL (or by expiry of an idle
   upload) takes its still-open asset along.
 """
@@ -46,6 +47,7 @@ class AssetHooks:
             HookType.PRE_CREATE: self.pre_create,
             HookType.FIRST_BYTES: self.first_bytes,
             HookType.PRE_FINISH: self.pre_finish,
+            HookType.PRE_TERMINATE: self.pre_terminate,
             HookType.POST_TERMINATE: self.post_terminate,
         }
 
@@ -91,6 +93,17 @@ class AssetHooks:
     async def pre_finish(self, event: HookEvent) -> None:
         if await self.service.finish_upload(event.upload.id, event.upload.offset):
             self.on_processing()
+
+    async def pre_terminate(self, event: HookEvent) -> HookResponse | None:
+        """The transfer URL may end an open upload, not an asset it has become."""
+        try:
+            asset = await self.service.get_asset(event.upload.id)
+        except ApiError:
+            return None
+        if asset.state == PENDING_UPLOAD:
+            return None
+        error = ApiError(403, "asset_not_deletable_here", "the upload is finished: DELETE /v1/assets/{id} with a key")
+        return HookResponse(reject_termination=True, http_response=json_refusal(error))
 
     async def post_terminate(self, event: HookEvent) -> None:
         try:
