@@ -23,7 +23,7 @@ from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from .db import accounts, api_keys, assets, ledger, now_us, projects
+from .db import READ_ONLY, accounts, api_keys, assets, ledger, now_us, projects
 from .errors import ApiError, not_found, unauthorized
 from .media import MediaType, started_minutes
 
@@ -85,6 +85,8 @@ class Page:
 class AssetService:
     def __init__(self, engine: AsyncEngine, *, price_per_minute: int = 0, max_size: int | None = None) -> None:
         self.engine = engine
+        # Reads never wait for a writer (see db.READ_ONLY).
+        self.reader = engine.execution_options(**{READ_ONLY: True})
         self.price_per_minute = price_per_minute
         self.max_size = max_size
 
@@ -132,7 +134,7 @@ class AssetService:
             raise unauthorized("an API key is required: Authorization: Bearer sk_...")
         if not key.startswith(KEY_PREFIX) or len(key) > 200:
             raise unauthorized("malformed API key")
-        async with self.engine.connect() as db:
+        async with self.reader.connect() as db:
             row = (
                 await db.execute(
                     select(api_keys.c.account_id, api_keys.c.revoked_at).where(api_keys.c.key_hash == hash_key(key))
@@ -188,7 +190,7 @@ class AssetService:
         return row
 
     async def get_asset(self, asset_id: str, account_id: str | None = None) -> Row[Any]:
-        async with self.engine.connect() as db:
+        async with self.reader.connect() as db:
             row = await self._asset(db, asset_id)
         if account_id is not None and row.account_id != account_id:
             raise not_found("asset")
@@ -211,7 +213,7 @@ class AssetService:
                 )
             )
         query = query.order_by(assets.c.created_at.desc(), assets.c.id.desc()).limit(limit + 1)
-        async with self.engine.connect() as db:
+        async with self.reader.connect() as db:
             owner = await db.scalar(select(projects.c.account_id).where(projects.c.id == project_id))
             if owner != account_id:
                 raise not_found("project")
@@ -372,13 +374,24 @@ class AssetService:
         return {"account_id": account_id, "balance": balance}
 
     async def balance_and_ledger(self, account_id: str) -> tuple[int, list[Row[Any]]]:
-        async with self.engine.connect() as db:
+        async with self.reader.connect() as db:
             account = await self._account(db, account_id)
             rows = list((await db.execute(select(ledger).where(ledger.c.account_id == account_id))).all())
         return int(account.balance), rows
 
+    async def unfinished_uploads(self, limit: int = 1000) -> list[str]:
+        """Assets still in pending_upload, oldest first (for reconciling after a crash)."""
+        async with self.reader.connect() as db:
+            rows = await db.execute(
+                select(assets.c.id)
+                .where(assets.c.state == PENDING_UPLOAD, assets.c.deleted_at.is_(None))
+                .order_by(assets.c.created_at)
+                .limit(limit)
+            )
+            return [str(row.id) for row in rows]
+
     async def count(self, state: str) -> int:
-        async with self.engine.connect() as db:
+        async with self.reader.connect() as db:
             return int(await db.scalar(select(func.count()).where(assets.c.state == state)) or 0)
 
 

@@ -47,6 +47,8 @@ class AssetHooks:
             HookType.PRE_CREATE: self.pre_create,
             HookType.FIRST_BYTES: self.first_bytes,
             HookType.PRE_FINISH: self.pre_finish,
+            # Again, durably: if recording processing failed in pre-finish, the outbox retries.
+            HookType.POST_FINISH: self.pre_finish,
             HookType.PRE_TERMINATE: self.pre_terminate,
             HookType.POST_TERMINATE: self.post_terminate,
         }

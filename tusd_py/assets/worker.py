@@ -37,12 +37,14 @@ class Processor:
         lease: float = 300.0,
         max_attempts: int = 3,
         poll_interval: float = 2.0,
+        reconcile_interval: float = 300.0,
     ) -> None:
         self.service = service
         self.store = store
         self.lease = lease
         self.max_attempts = max_attempts
         self.poll_interval = poll_interval
+        self.reconcile_interval = reconcile_interval
         self._wake = asyncio.Event()
         self._background = BackgroundTask(self._run)
 
@@ -55,8 +57,27 @@ class Processor:
     async def stop(self) -> None:
         await self._background.stop()
 
+    async def reconcile(self) -> None:
+        """Finish the assets whose last byte is stored but that never reached processing
+        (a crash, or a database error, between the two)."""
+        for asset_id in await self.service.unfinished_uploads():
+            try:
+                info = await self.store.get_info(asset_id)
+            except UploadNotFound:
+                continue
+            if info.is_complete and await self.service.finish_upload(asset_id, info.offset):
+                log.info("asset %s: upload found complete, processing it", asset_id)
+
     async def _run(self) -> None:
+        next_reconcile = 0.0
+        loop = asyncio.get_running_loop()
         while True:
+            if loop.time() >= next_reconcile:
+                next_reconcile = loop.time() + self.reconcile_interval
+                try:
+                    await self.reconcile()
+                except Exception:
+                    log.exception("could not reconcile unfinished uploads; trying again later")
             self._wake.clear()
             try:
                 row = await self.service.claim_processing(self.lease)
