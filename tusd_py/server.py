@@ -1,37 +1,83 @@
-"""uvicorn's httptools protocol, changed in one way: bytes that arrived are never dropped.
+"""uvicorn's httptools protocol, changed so that request bodies reach the app as received.
 
-When a client disconnects, uvicorn answers the app's next `receive()` with
-`http.disconnect` and throws away body bytes it had read from the socket but not yet
-handed over. For an upload server those bytes are the point: this protocol hands them
-to the app first (as a body message with `more_body`), then reports the disconnect.
-Pass it to uvicorn as `http=TusHttpToolsProtocol` (or the import string
-"tusd_py.server:TusHttpToolsProtocol") when serving the tus app yourself.
+Two changes, both for an upload server:
+
+- Body buffers are handed over one by one, exactly as the parser produced them, instead
+  of being appended to one growing bytearray and copied out again on every receive(): no
+  Python-level copy of an uploaded byte happens before the store writes it.
+- When a client disconnects, uvicorn answers the app's next receive() with
+  `http.disconnect` and throws away body bytes it had read but not handed over. Here the
+  app gets them first (with `more_body`), then the disconnect.
+
+Reading pauses while more than HIGH_WATER bytes wait for the app, as uvicorn does with its
+own (smaller) limit, so memory per connection stays bounded. Pass it to uvicorn as
+`http=TusHttpToolsProtocol` (or "tusd_py.server:TusHttpToolsProtocol") when serving the
+tus app yourself.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
+HIGH_WATER = 256 * 1024
 
-class _KeepBodyCycle(RequestResponseCycle):
+
+class _BufferedCycle(RequestResponseCycle):
+    # Set by TusHttpToolsProtocol right after the cycle is made (it is not constructed here).
+    chunks: deque[bytes]
+    buffered: int
+    body_done: bool
+
     async def receive(self) -> Any:
-        if not (self.disconnected and self.body):
-            message = await super().receive()
-            if message["type"] != "http.disconnect" or not self.body:
-                return message
-        if self.response_complete:
+        if self.waiting_for_100_continue and not self.transport.is_closing():
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            self.waiting_for_100_continue = False
+        if not self.chunks and not self.disconnected and not self.response_complete and not self.body_done:
+            self.flow.resume_reading()
+            await self.message_event.wait()
+            self.message_event.clear()
+        if self.chunks and not self.response_complete:
+            body = self.chunks.popleft()
+            self.buffered -= len(body)
+            if self.buffered < HIGH_WATER // 2:
+                self.flow.resume_reading()
+            more = bool(self.chunks) or self.more_body or self.disconnected
+            self.body_done = not more
+            return {"type": "http.request", "body": body, "more_body": more}
+        if self.disconnected or self.response_complete or self.body_done:
+            if self.body_done and not (self.disconnected or self.response_complete):
+                # The body is over: like uvicorn, wait for the disconnect or the response.
+                self.message_event.clear()
+                await self.message_event.wait()
             return {"type": "http.disconnect"}
-        body = bytes(self.body)
-        self.body = type(self.body)()
-        return {"type": "http.request", "body": body, "more_body": True}
+        self.body_done = not self.more_body
+        return {"type": "http.request", "body": b"", "more_body": self.more_body}
 
 
 class TusHttpToolsProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         super().on_headers_complete()
-        # The cycle's task is created but has not run yet, so this takes effect from the
-        # app's first receive(). Same fields, one overridden method.
+        # The cycle's task is created but has not run yet, so the swap takes effect from the
+        # app's first receive(). Same fields, plus three of ours.
         if type(self.cycle) is RequestResponseCycle:
-            self.cycle.__class__ = _KeepBodyCycle
+            self.cycle.__class__ = _BufferedCycle
+            cycle: Any = self.cycle
+            cycle.chunks = deque()
+            cycle.buffered = 0
+            cycle.body_done = False
+
+    def on_body(self, body: bytes) -> None:
+        cycle = self.cycle
+        if not isinstance(cycle, _BufferedCycle):
+            super().on_body(body)
+            return
+        if (self.parser.should_upgrade() and self._should_upgrade()) or cycle.response_complete:
+            return
+        cycle.chunks.append(body)
+        cycle.buffered += len(body)
+        if cycle.buffered > HIGH_WATER:
+            self.flow.pause_reading()
+        cycle.message_event.set()

@@ -21,10 +21,13 @@ import anyio.to_thread
 from ..protocol import is_valid_upload_id
 from .base import Buffer, NewUpload, UploadInfo, UploadNotFound
 
-# Received buffers are gathered up to this many bytes and written with one pwritev call
-# in a worker thread, while the event loop receives the next batch. This bounds memory
-# per upload to about two batches whatever the file size.
-BATCH_BYTES = 1024 * 1024
+# Received buffers are gathered and written with one pwritev call in a worker thread,
+# while the event loop receives the next batch: memory per upload is about two batches
+# whatever the file size. A batch is at most BATCH_BYTES (few thread hand-offs for one
+# big upload), and all uploads of a store share BUFFER_BUDGET (many small ones stay lean).
+BATCH_BYTES = 4 * 1024 * 1024
+MIN_BATCH_BYTES = 128 * 1024
+BUFFER_BUDGET = 64 * 1024 * 1024
 # Well under IOV_MAX (1024 on Linux).
 BATCH_BUFFERS = 256
 READ_BLOCK = 1024 * 1024
@@ -76,6 +79,7 @@ class FileStore:
     def __init__(self, directory: str | os.PathLike[str]) -> None:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
+        self._appending = 0
 
     def _data_path(self, upload_id: str) -> Path:
         # Ids are validated by the handler; this check keeps the store safe on its own.
@@ -169,6 +173,7 @@ class FileStore:
         except FileNotFoundError:
             raise UploadNotFound(upload_id) from None
         loop = asyncio.get_running_loop()
+        self._appending += 1
         position = offset
         pending: asyncio.Future[int] | None = None
         batch: list[Buffer] = []
@@ -178,7 +183,7 @@ class FileStore:
             async for chunk in chunks:
                 batch.append(chunk)
                 batch_bytes += len(chunk)
-                if batch_bytes >= BATCH_BYTES or len(batch) >= BATCH_BUFFERS:
+                if batch_bytes >= self._batch_limit() or len(batch) >= BATCH_BUFFERS:
                     if pending is not None:
                         position += await _settle(pending)
                     pending = loop.run_in_executor(None, _pwritev_all, fd, batch, position)
@@ -197,7 +202,12 @@ class FileStore:
                     os.ftruncate(fd, offset)
                     position = offset
                 os.close(fd)
+                self._appending -= 1
         return position
+
+    def _batch_limit(self) -> int:
+        share = BUFFER_BUDGET // max(1, self._appending)
+        return max(MIN_BATCH_BYTES, min(BATCH_BYTES, share))
 
     async def read(self, upload_id: str, start: int, end: int) -> AsyncIterator[bytes]:
         try:
