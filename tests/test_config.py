@@ -149,6 +149,13 @@ configs = st.builds(
     hooks_http_timeout=durations,
     hooks_secret=st.one_of(st.none(), st.text(alphabet="abcXYZ019+/=", min_size=1, max_size=20)),
     progress_hooks_interval=durations,
+    expose_metrics=st.booleans(),
+    metrics_port=st.one_of(st.none(), st.integers(min_value=1, max_value=65535)),
+    access_log=st.booleans(),
+    log_format=st.sampled_from(["text", "json"]),
+    shutdown_timeout=durations,
+    tls_certificate=st.one_of(st.none(), st.just("cert.pem")),
+    tls_key=st.one_of(st.none(), st.just("key.pem")),
 )
 
 
@@ -171,3 +178,40 @@ def test_arguments_default_to_env_and_flags_win(monkeypatch: pytest.MonkeyPatch)
     assert config.port == 9999
     assert config.read_timeout == 120.0
     assert config.behind_proxy is True
+
+
+def test_operations_settings_from_env() -> None:
+    config = ServeConfig.from_env(
+        {
+            "TUSD_EXPOSE_METRICS": "1",
+            "TUSD_METRICS_PORT": "9100",
+            "TUSD_ACCESS_LOG": "0",
+            "TUSD_LOG_FORMAT": "JSON",
+            "TUSD_SHUTDOWN_TIMEOUT": "30s",
+            "TUSD_TLS_CERTIFICATE": "/etc/cert.pem",
+            "TUSD_TLS_KEY": "/etc/key.pem",
+        }
+    )
+    assert (config.expose_metrics, config.metrics_port, config.access_log) == (True, 9100, False)
+    assert (config.log_format, config.shutdown_timeout) == ("json", 30.0)
+    assert (config.tls_certificate, config.tls_key) == ("/etc/cert.pem", "/etc/key.pem")
+    assert config.problems() == []
+
+
+@pytest.mark.parametrize(("name", "raw"), [("TUSD_LOG_FORMAT", "xml"), ("TUSD_METRICS_PORT", "70000")])
+def test_operations_settings_refuse_bad_values(name: str, raw: str) -> None:
+    with pytest.raises(ValueError):
+        ServeConfig.from_env({name: raw})
+
+
+@pytest.mark.parametrize(
+    ("config", "problem"),
+    [
+        (ServeConfig(tls_certificate="cert.pem"), "--tls-key"),
+        (ServeConfig(tls_key="key.pem"), "--tls-certificate"),
+        (ServeConfig(metrics_port=9100, workers=2), "--workers 1"),
+        (ServeConfig(metrics_port=1080), "differ from --port"),
+    ],
+)
+def test_settings_that_cannot_work_together(config: ServeConfig, problem: str) -> None:
+    assert any(problem in found for found in config.problems())

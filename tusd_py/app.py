@@ -14,6 +14,7 @@ from .hooks import Hooks, HookType, Outbox
 from .hooks.receivers import HookCallable
 from .locks import Locker, MemoryLocker
 from .stores import FileStore, Store
+from .telemetry import Metrics
 
 TUS_REQUEST_HEADERS = [
     "Authorization",
@@ -43,6 +44,7 @@ TUS_RESPONSE_HEADERS = [
     "Upload-Length",
     "Upload-Metadata",
     "Upload-Offset",
+    "X-Request-ID",
 ]
 
 
@@ -63,6 +65,7 @@ def create_app(
     read_timeout: float = 60.0,
     lock_timeout: float = 20.0,
     hooks: Hooks | Mapping[HookType | str, HookCallable] | None = None,
+    metrics: Metrics | None = None,
 ) -> ASGIApp:
     """Build the tus ASGI app.
 
@@ -84,6 +87,7 @@ def create_app(
         read_timeout=read_timeout,
         lock_timeout=lock_timeout,
         hooks=hooks,
+        metrics=metrics,
     )
     return with_cors(handler, cors_allow_origin)
 
@@ -100,6 +104,7 @@ def build_handler(
     read_timeout: float = 60.0,
     lock_timeout: float = 20.0,
     hooks: Hooks | Mapping[HookType | str, HookCallable] | None = None,
+    metrics: Metrics | None = None,
 ) -> TusHandler:
     """The tus handler itself (create_app without CORS), for composing larger apps."""
     if hooks is not None and not isinstance(hooks, Hooks):
@@ -115,6 +120,7 @@ def build_handler(
             read_timeout=read_timeout,
         ),
         hooks,
+        metrics,
     )
 
 

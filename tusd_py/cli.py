@@ -14,11 +14,28 @@ from typing import Any
 import uvicorn
 from starlette.types import ASGIApp
 
-from .app import create_app, default_outbox_path
+from . import upload_client
+from .app import build_handler, default_outbox_path, with_cors
 from .config import ServeConfig
+from .handler import TusHandler
 from .hooks import CommandReceiver, HookReceiver, Hooks, HookType, HttpReceiver, Outbox
 from .locks import FileLocker, Locker, MemoryLocker
+from .operations import (
+    MetricsApp,
+    Operations,
+    database_check,
+    locker_check,
+    logging_config,
+    outbox_check,
+    store_check,
+)
 from .server import TusHttpToolsProtocol
+from .stores import FileStore
+from .telemetry import Metrics
+
+# Beyond --shutdown-timeout, time for the uploads ended then to answer their clients;
+# only after it does uvicorn cancel what still runs (FileStore keeps the bytes even so).
+SHUTDOWN_GRACE = 5.0
 
 
 def build_receivers(config: ServeConfig) -> list[HookReceiver]:
@@ -47,7 +64,7 @@ def hooks_timeout(config: ServeConfig) -> float:
     return config.hooks_http_timeout * (retries + 1) + backoff + 5
 
 
-def build_app(config: ServeConfig) -> ASGIApp:
+def build_app(config: ServeConfig) -> Operations:
     upload_dir = Path(config.upload_dir)
     locker: Locker
     if config.workers > 1:
@@ -55,20 +72,26 @@ def build_app(config: ServeConfig) -> ASGIApp:
     else:
         locker = MemoryLocker(timeout=config.lock_timeout)
     receivers = build_receivers(config)
+    metrics = Metrics()
+    store = FileStore(upload_dir)
     common: dict[str, Any] = {
+        "store": store,
         "locker": locker,
         "base_path": config.base_path,
         "max_size": config.max_size,
         "behind_proxy": config.behind_proxy,
-        "cors_allow_origin": config.cors_allow_origin,
         "expire_after": config.expire_after,
         "read_timeout": config.read_timeout,
         "lock_timeout": config.lock_timeout,
+        "metrics": metrics,
     }
+    checks = [store_check(store), locker_check(locker)]
+    app: ASGIApp
+    handler: TusHandler
     if config.assets:
         from .assets import create_platform_app
 
-        return create_platform_app(
+        platform = create_platform_app(
             upload_dir,
             database_url=config.database,
             price_per_minute=config.price_per_minute,
@@ -77,17 +100,35 @@ def build_app(config: ServeConfig) -> ASGIApp:
             hooks_timeout=hooks_timeout(config),
             progress_interval=config.progress_hooks_interval,
             outbox_backoff=config.hooks_http_backoff,
+            cors_allow_origin=config.cors_allow_origin,
             **common,
         )
-    hooks = None
-    if receivers:
-        hooks = Hooks(
-            receivers,
-            outbox=Outbox(default_outbox_path(upload_dir), backoff=config.hooks_http_backoff),
-            timeout=hooks_timeout(config),
-            progress_interval=config.progress_hooks_interval,
-        )
-    return create_app(upload_dir, hooks=hooks, **common)
+        checks.append(database_check(platform.check_database))
+        app, handler = platform, platform.handler
+    else:
+        hooks = None
+        if receivers:
+            hooks = Hooks(
+                receivers,
+                outbox=Outbox(default_outbox_path(upload_dir), backoff=config.hooks_http_backoff),
+                timeout=hooks_timeout(config),
+                progress_interval=config.progress_hooks_interval,
+                metrics=metrics,
+            )
+        handler = build_handler(upload_dir, hooks=hooks, **common)
+        app = with_cors(handler, config.cors_allow_origin)
+    if handler.hooks is not None and handler.hooks.outbox is not None:
+        checks.append(outbox_check(handler.hooks.outbox))
+    return Operations(
+        app,
+        handler=handler,
+        metrics=metrics,
+        checks=checks,
+        # With a metrics port, /metrics is served there only.
+        expose_metrics=config.expose_metrics and config.metrics_port is None,
+        access_log=config.access_log,
+        shutdown_timeout=config.shutdown_timeout,
+    )
 
 
 def app_from_env() -> ASGIApp:
@@ -96,20 +137,58 @@ def app_from_env() -> ASGIApp:
 
 
 def serve(config: ServeConfig) -> None:
+    problems = config.problems()
+    if problems:
+        raise SystemExit("tusd-py serve: " + "; ".join(problems))
     Path(config.upload_dir).mkdir(parents=True, exist_ok=True)
     # Proxy headers are our own business (--behind-proxy); uvicorn must not rewrite them.
-    common = {
+    common: dict[str, Any] = {
         "host": config.host,
         "port": config.port,
         "proxy_headers": False,
         "server_header": False,
         "http": TusHttpToolsProtocol,
+        # Ours replaces uvicorn's access log (which would log query strings).
+        "access_log": not config.access_log,
+        "log_config": logging_config(config.log_format),
+        "timeout_graceful_shutdown": config.shutdown_timeout + SHUTDOWN_GRACE,
+        "ssl_certfile": config.tls_certificate,
+        "ssl_keyfile": config.tls_key,
     }
     if config.workers > 1:
         os.environ.update(config.to_env())
-        uvicorn.run("tusd_py.cli:app_from_env", factory=True, workers=config.workers, **common)  # type: ignore[arg-type]
-    else:
-        uvicorn.run(build_app(config), **common)  # type: ignore[arg-type]
+        uvicorn.run("tusd_py.cli:app_from_env", factory=True, workers=config.workers, **common)
+        return
+    app = build_app(config)
+    server = uvicorn.Server(uvicorn.Config(app, **common))
+    if config.metrics_port is None:
+        server.run()
+        return
+    metrics_server = uvicorn.Server(
+        uvicorn.Config(
+            MetricsApp(app.metrics),
+            host=config.host,
+            port=config.metrics_port,
+            lifespan="off",
+            access_log=False,
+            log_config=None,
+            server_header=False,
+        )
+    )
+    with asyncio.Runner(loop_factory=server.config.get_loop_factory()) as runner:
+        runner.run(_serve_with_metrics(server, metrics_server))
+
+
+async def _serve_with_metrics(server: uvicorn.Server, metrics_server: uvicorn.Server) -> None:
+    # The metrics server installs its signal handlers first, so a signal reaches the main
+    # server's; when that one is done, uvicorn hands the signal on to the metrics server.
+    metrics_task = asyncio.create_task(metrics_server.serve())
+    await asyncio.sleep(0)
+    try:
+        await server.serve()
+    finally:
+        metrics_server.should_exit = True
+        await metrics_task
 
 
 # -- account, project, key and billing commands ---------------------------------------------
@@ -186,10 +265,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as error:
         parser.error(f"in the environment: {error}")
     _admin_commands(commands)
+    upload_client.add_arguments(commands.add_parser("upload", help="upload a file, resumably, with a progress bar"))
     args = parser.parse_args(argv)
     if args.command == "serve":
         serve(ServeConfig.from_arguments(args))
         return 0
+    if args.command == "upload":
+        return upload_client.run(args)
     from .assets.errors import ApiError
 
     try:

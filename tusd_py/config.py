@@ -48,6 +48,20 @@ def _event_list(text: str) -> tuple[str, ...]:
     return names
 
 
+def _log_format(text: str) -> str:
+    value = text.strip().lower()
+    if value not in ("text", "json"):
+        raise ValueError(f"not a log format: {text!r} (use text or json)")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 < value < 65536:
+        raise ValueError(f"not a port: {text!r}")
+    return value
+
+
 def _argument_type(parse: Callable[[str], Any]) -> Callable[[str], Any]:
     """argparse shows an ArgumentTypeError's own message; a ValueError it replaces."""
 
@@ -104,6 +118,15 @@ _SETTINGS: dict[str, Setting] = {
     "progress_hooks_interval": Setting(
         "at most one post-receive event per upload this often (e.g. 1s)", parse_duration
     ),
+    "expose_metrics": Setting("serve Prometheus metrics at GET /metrics on the main port", is_switch=True),
+    "metrics_port": Setting("serve GET /metrics on this port instead of the main one (implies metrics on)", _port),
+    "access_log": Setting("write one access-log line per request (--no-access-log = none)", is_switch=True),
+    "log_format": Setting("log line format: text or json (JSON lines)", _log_format),
+    "shutdown_timeout": Setting(
+        "on SIGTERM/SIGINT, let requests in flight run this long, then end uploads (bytes kept)", parse_duration
+    ),
+    "tls_certificate": Setting("PEM certificate (chain) file: serve HTTPS directly; needs --tls-key"),
+    "tls_key": Setting("PEM private key file of --tls-certificate"),
 }
 
 
@@ -133,6 +156,24 @@ class ServeConfig:
     database: str | None = None
     price_per_minute: int = 0
     admin_token: str | None = None
+    expose_metrics: bool = False
+    metrics_port: int | None = None
+    access_log: bool = True
+    log_format: str = "text"
+    shutdown_timeout: float = 10.0
+    tls_certificate: str | None = None
+    tls_key: str | None = None
+
+    def problems(self) -> list[str]:
+        """Settings that cannot work together."""
+        found = []
+        if (self.tls_certificate is None) != (self.tls_key is None):
+            found.append("--tls-certificate and --tls-key go together")
+        if self.metrics_port is not None and self.workers > 1:
+            found.append("--metrics-port needs --workers 1 (each worker keeps its own counts)")
+        if self.metrics_port is not None and self.metrics_port == self.port:
+            found.append("--metrics-port must differ from --port")
+        return found
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> ServeConfig:

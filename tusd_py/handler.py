@@ -34,6 +34,7 @@ from .stores import (
     UploadInfo,
     UploadNotFound,
 )
+from .telemetry import MeteredLocker, Metrics, record_of
 
 log = logging.getLogger("tusd_py")
 
@@ -72,6 +73,7 @@ _INTERRUPTIONS = {
     "disconnect": (400, "client disconnected"),
     "overflow": (413, "body goes past the upload's length"),
     "stopped": (400, "upload has been stopped by the server"),
+    "shutdown": (503, "server is shutting down"),
 }
 
 
@@ -79,12 +81,27 @@ class TusHandler:
     """An ASGI app serving tus 1.0.0 under `options.base_path`."""
 
     def __init__(
-        self, store: Store, locker: Locker, options: TusOptions | None = None, hooks: Hooks | None = None
+        self,
+        store: Store,
+        locker: Locker,
+        options: TusOptions | None = None,
+        hooks: Hooks | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
+        if metrics is None:
+            metrics = hooks.metrics if hooks is not None and hooks.metrics is not None else Metrics()
+        self.metrics = metrics
+        if hooks is not None:
+            if hooks.metrics is None:
+                hooks.metrics = metrics
+            if hooks.outbox is not None:
+                metrics.watch_outbox(hooks.outbox.pending)
         self.store = store
-        self.locker = locker
+        self.locker: Locker = MeteredLocker(locker, metrics)
         self.options = options or TusOptions()
         self.hooks = hooks
+        # Set when the server shuts down: bodies still arriving are ended, their bytes kept.
+        self._draining = False
         # The body being received per upload id, so a post-receive answer can stop it.
         self._receiving: dict[str, BodyReader] = {}
         self._stop_responses: dict[str, HTTPResponse] = {}
@@ -154,6 +171,8 @@ class TusHandler:
             log.exception("download aborted")
             if not started:
                 await _send_reply(send, _error_reply(503, "storage unavailable"))
+        if reply.status >= 400:
+            self.metrics.tus_error(reply.status, reply.body.decode("utf-8", "replace"))
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -180,8 +199,17 @@ class TusHandler:
         async with self.locker.hold(upload_id, _ignore):
             info = await self.store.get_info(upload_id)
             await self.store.terminate(upload_id)
+        self.metrics.upload_terminated()
         # No client request caused this: the event's request is an empty DELETE.
         await self._notify(HookType.POST_TERMINATE, info, RequestSnapshot(method="DELETE", uri="", remote_addr=""))
+
+    def drain(self) -> None:
+        """End every body being received (and any that starts from now on) as soon as
+        possible: their bytes are kept, their locks released, and each client is answered
+        503 with the offset it can resume from."""
+        self._draining = True
+        for reader in list(self._receiving.values()):
+            reader.stop("shutdown")
 
     async def _expired(self, info: UploadInfo) -> None:
         # Hooks hear of an expired upload as of any other termination, with no request.
@@ -200,12 +228,13 @@ class TusHandler:
         for raw_name, raw_value in scope["headers"]:
             total += len(raw_name) + len(raw_value)
             headers[raw_name.decode("latin-1").lower()] = raw_value.decode("latin-1")
-        if total > MAX_HEADER_BYTES:
-            raise p.TusError(431, "request headers are too large")
         method = scope["method"]
         override = headers.get("x-http-method-override")
         if method == "POST" and override:
             method = override.strip().upper()
+        self.metrics.tus_request(method)
+        if total > MAX_HEADER_BYTES:
+            raise p.TusError(431, "request headers are too large")
         route = self._route(scope)
         if route is None:
             raise p.TusError(404, "not found")
@@ -217,6 +246,9 @@ class TusHandler:
                 return await self._create(request)
             raise p.TusError(405, "method not allowed", {"Allow": "OPTIONS, POST"})
         upload_id = p.check_upload_id(route)
+        record = record_of(scope)
+        if record is not None:
+            record.upload_id = upload_id
         if method == "OPTIONS":
             return self._options()
         if method == "GET":
@@ -289,6 +321,10 @@ class TusHandler:
             info = await self.store.create(upload)
         except FileExistsError:
             raise p.TusError(409, "an upload with this id exists already") from None
+        self.metrics.upload_created()
+        record = record_of(request.scope)
+        if record is not None:
+            record.upload_id = info.id
         headers["Location"] = request.upload_url(self.options, info.id)
         await self._notify(HookType.POST_CREATE, info, request)
         if is_final:
@@ -395,6 +431,7 @@ class TusHandler:
                 if response.reject_termination:
                     raise _hook_refusal(response.http_response, 400, "upload termination rejected by server")
             await self.store.terminate(upload_id)
+        self.metrics.upload_terminated()
         await self._notify(HookType.POST_TERMINATE, info, request)
         return Reply(204)
 
@@ -483,6 +520,8 @@ class TusHandler:
             if self._wants(HookType.FIRST_BYTES):
                 await self._watch_first_bytes(info, request, reader, rejected)
             self._receiving[info.id] = reader
+            if self._draining:
+                reader.stop("shutdown")
             try:
                 info = await self._append(info, offset, request, reader)
                 head = reader.unseen_head()
@@ -578,7 +617,14 @@ class TusHandler:
         accept: Callable[[], bool] | None = None
         if checksum is not None:
             accept = lambda: reader.digest() == checksum.digest  # noqa: E731
-        new_offset = await self.store.append(info.id, offset, reader, accept)
+        try:
+            new_offset = await self.store.append(info.id, offset, reader, accept)
+        finally:
+            # Counted once per request, not per buffer: the hot path stays untouched.
+            self.metrics.received(reader.received)
+            record = record_of(request.scope)
+            if record is not None:
+                record.bytes_received = (record.bytes_received or 0) + reader.received
         # A client that disconnected hears nothing; every other early end is answered.
         if reader.interrupted is not None and reader.interrupted != "disconnect":
             status, reason = _INTERRUPTIONS.get(reader.interrupted, (400, reader.interrupted))
@@ -628,6 +674,7 @@ class TusHandler:
         self._check_max_size(sum(u.offset for u in partials))
         assert isinstance(self.store, Concater)
         final = await self.store.concatenate(final.id, final.partial_uploads)
+        self.metrics.upload_finished()
         await self._notify(HookType.POST_FINISH, final, request)
         return final
 
@@ -658,6 +705,7 @@ class TusHandler:
             if response.status_code is not None and response.status_code >= 400:
                 raise _hook_refusal(response, response.status_code, "upload refused by server")
             headers = _hook_headers(response)
+        self.metrics.upload_finished()
         await self._notify(HookType.POST_FINISH, info, request)
         return headers
 

@@ -13,12 +13,16 @@ Reading pauses while more than HIGH_WATER bytes wait for the app, as uvicorn doe
 own (smaller) limit, so memory per connection stays bounded. Pass it to uvicorn as
 `http=TusHttpToolsProtocol` (or "tusd_py.server:TusHttpToolsProtocol") when serving the
 tus app yourself.
+
+If the app has a `server_events` attribute (`tusd_py.operations.Operations` does), it
+hears of each connection opened and closed, and of the server's shutdown.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections import deque
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
@@ -57,7 +61,37 @@ class _BufferedCycle(RequestResponseCycle):
         return {"type": "http.request", "body": b"", "more_body": self.more_body}
 
 
+@runtime_checkable
+class ServerEvents(Protocol):
+    def connection_opened(self) -> None: ...
+
+    def connection_closed(self) -> None: ...
+
+    def shutting_down(self) -> None: ...
+
+
 class TusHttpToolsProtocol(HttpToolsProtocol):
+    _events: ServerEvents | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        events = getattr(self.app, "server_events", None)
+        if isinstance(events, ServerEvents):
+            self._events = events
+            events.connection_opened()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        events, self._events = self._events, None
+        if events is not None:
+            events.connection_closed()
+        super().connection_lost(exc)
+
+    def shutdown(self) -> None:
+        # uvicorn calls this on every open connection once it stops accepting new ones.
+        if self._events is not None:
+            self._events.shutting_down()
+        super().shutdown()
+
     def on_headers_complete(self) -> None:
         super().on_headers_complete()
         # The cycle's task is created but has not run yet, so the swap takes effect from the

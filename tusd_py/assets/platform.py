@@ -13,6 +13,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -21,6 +22,7 @@ from ..handler import TusHandler
 from ..hooks import CallableReceiver, HookReceiver, Hooks, Outbox
 from ..locks import Locker
 from ..stores import FileStore, NewUpload, Store, UploadNotFound
+from ..telemetry import Metrics
 from .api import AssetApi
 from .db import create_engine, create_schema
 from .db import database_url as database_url_for
@@ -53,6 +55,11 @@ class PlatformApp:
                 await create_schema(self.engine)
                 self.processor.start()
                 self._started = True
+
+    async def check_database(self) -> None:
+        """Raises unless the asset database answers a query (for /readyz)."""
+        async with self.engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
 
     async def shutdown(self) -> None:
         await self.processor.stop()
@@ -108,6 +115,7 @@ def create_platform_app(
     hooks_timeout: float = 30.0,
     progress_interval: float = 1.0,
     outbox_backoff: float = 1.0,
+    metrics: Metrics | None = None,
 ) -> PlatformApp:
     """The tus endpoint under `base_path` with the asset lifecycle, and /v1 beside it.
 
@@ -119,6 +127,7 @@ def create_platform_app(
     service = AssetService(engine, price_per_minute=price_per_minute, max_size=max_size)
     store = store if store is not None else FileStore(Path(upload_dir))
     processor = Processor(service, store)
+    metrics = metrics if metrics is not None else Metrics()
     asset_hooks = AssetHooks(service, on_processing=processor.wake)
     hooks = Hooks(
         [CallableReceiver(asset_hooks.callables()), *receivers],
@@ -126,6 +135,7 @@ def create_platform_app(
         timeout=hooks_timeout,
         progress_interval=progress_interval,
         first_bytes_length=HEAD_BYTES,
+        metrics=metrics,
     )
     handler = build_handler(
         upload_dir,
@@ -138,10 +148,12 @@ def create_platform_app(
         read_timeout=read_timeout,
         lock_timeout=lock_timeout,
         hooks=hooks,
+        metrics=metrics,
     )
 
     async def open_upload(asset_id: str, size: int, metadata: dict[str, str | None]) -> None:
         await store.create(NewUpload(id=asset_id, size=size, metadata=metadata))
+        metrics.upload_created()
 
     async def end_upload(asset_id: str) -> None:
         with contextlib.suppress(UploadNotFound):

@@ -11,10 +11,14 @@ import asyncio
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from .events import FileInfoChanges, HookEvent, HookResponse, HookType, HTTPResponse
 from .outbox import Outbox
 from .receivers import CallableReceiver, HookCallable, HookError, HookReceiver, HookTimeout
+
+if TYPE_CHECKING:
+    from ..telemetry import Metrics
 
 log = logging.getLogger("tusd_py.hooks")
 
@@ -40,6 +44,7 @@ class Hooks:
         timeout: float = 30.0,
         progress_interval: float = 1.0,
         first_bytes_length: int = 4096,
+        metrics: Metrics | None = None,
     ) -> None:
         self.receivers = list(receivers)
         self.enabled_events = {HookType(e) for e in enabled_events} if enabled_events is not None else set(HookType)
@@ -47,6 +52,8 @@ class Hooks:
         self.timeout = timeout
         self.progress_interval = progress_interval
         self.first_bytes_length = first_bytes_length
+        # Counts invocations and failures; the tus handler fills it in with its own if unset.
+        self.metrics = metrics
         self._stop_handler: StopHandler | None = None
         self._background: set[asyncio.Task[None]] = set()
 
@@ -73,12 +80,15 @@ class Hooks:
         for receiver in self.receivers:
             if not receiver.handles(event.type):
                 continue
+            self._count(event.type)
             try:
                 async with asyncio.timeout(self.timeout):
                     response = await receiver.invoke(event)
             except (TimeoutError, HookTimeout):
+                self._count_failure(event.type)
                 raise HookFailed(504, f"{event.type} hook did not answer in time") from None
             except HookError as error:
+                self._count_failure(event.type)
                 log.warning("%s hook failed: %s", event.type, error)
                 raise HookFailed(502, f"{event.type} hook failed") from None
             merged = _merge(merged, response)
@@ -112,10 +122,23 @@ class Hooks:
         for receiver in self.receivers:
             if not receiver.handles(event.type):
                 continue
-            async with asyncio.timeout(self.timeout):
-                response = await receiver.invoke(event)
+            self._count(event.type)
+            try:
+                async with asyncio.timeout(self.timeout):
+                    response = await receiver.invoke(event)
+            except Exception:
+                self._count_failure(event.type)
+                raise
             if event.type == HookType.POST_RECEIVE and response.stop_upload and self._stop_handler is not None:
                 self._stop_handler(event.upload.id, response.http_response)
+
+    def _count(self, hook_type: HookType) -> None:
+        if self.metrics is not None:
+            self.metrics.hook_invoked(str(hook_type))
+
+    def _count_failure(self, hook_type: HookType) -> None:
+        if self.metrics is not None:
+            self.metrics.hook_failed(str(hook_type))
 
     async def _deliver_logged(self, event: HookEvent) -> None:
         try:
