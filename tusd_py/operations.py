@@ -128,15 +128,28 @@ async def run_checks(checks: Sequence[Check]) -> dict[str, str]:
 # -- access logs ----------------------------------------------------------------------------
 
 
+_BARE_VALUE = re.compile(r'[^\s"=\\]+')
+
+
 def _logfmt_value(value: object) -> str:
     text = "-" if value is None else str(value)
-    if text == "" or any(c in text for c in ' "=\\') or not text.isprintable():
-        return json.dumps(text)
-    return text
+    if _BARE_VALUE.fullmatch(text) and text.isprintable():
+        return text
+    return json.dumps(text)
 
 
 def logfmt(fields: dict[str, object]) -> str:
     return " ".join(f"{k}={_logfmt_value(v)}" for k, v in fields.items())
+
+
+class _Logfmt:
+    """Formats the fields only if a handler prints the message (the JSON one does not)."""
+
+    def __init__(self, fields: dict[str, object]) -> None:
+        self.fields = fields
+
+    def __str__(self) -> str:
+        return logfmt(self.fields)
 
 
 class TextFormatter(logging.Formatter):
@@ -307,7 +320,7 @@ class Operations:
             "duration_ms": round(duration * 1000, 3),
             "client": client[0] if client else None,
         }
-        access_log.info("%s", logfmt(fields), extra={"tusd_fields": fields})
+        access_log.info("%s", _Logfmt(fields), extra={"tusd_fields": fields})
 
 
 def _request_id(scope: Scope) -> str:
