@@ -117,6 +117,10 @@ def build_app(config: ServeConfig) -> Operations:
             )
         handler = build_handler(upload_dir, hooks=hooks, **common)
         app = with_cors(handler, config.cors_allow_origin)
+    if config.web:
+        from .web import WebApp
+
+        app = WebApp(app, base_path=config.base_path, assets=config.assets)
     if handler.hooks is not None and handler.hooks.outbox is not None:
         checks.append(outbox_check(handler.hooks.outbox))
     return Operations(

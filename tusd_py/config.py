@@ -127,6 +127,7 @@ _SETTINGS: dict[str, Setting] = {
     ),
     "tls_certificate": Setting("PEM certificate (chain) file: serve HTTPS directly; needs --tls-key"),
     "tls_key": Setting("PEM private key file of --tls-certificate"),
+    "web": Setting("serve a browser upload page at / (its files under /web/)", is_switch=True),
 }
 
 
@@ -163,6 +164,7 @@ class ServeConfig:
     shutdown_timeout: float = 10.0
     tls_certificate: str | None = None
     tls_key: str | None = None
+    web: bool = False
 
     def problems(self) -> list[str]:
         """Settings that cannot work together."""
