@@ -17,6 +17,9 @@ import pytest
 import uvicorn
 from starlette.types import ASGIApp
 
+# Session fixtures that start Redis, PostgreSQL and a Ceph S3 gateway when a test asks for one.
+pytest_plugins = ["services.redis_server", "services.postgres_server", "services.ceph_rgw"]
+
 
 def free_port() -> int:
     with socket.socket() as sock:

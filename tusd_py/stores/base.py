@@ -32,6 +32,8 @@ class NewUpload:
     is_partial: bool = False
     is_final: bool = False
     partial_uploads: tuple[str, ...] = ()
+    # Which protocol created it ("tus" or "draft"): neither may reinterpret the other's uploads.
+    protocol: str = "tus"
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,7 @@ class UploadInfo:
     # Final uploads waiting for this partial to finish (concatenation-unfinished).
     waiting_finals: tuple[str, ...] = ()
     storage: dict[str, str] = field(default_factory=dict)
+    protocol: str = "tus"
 
     @property
     def size_is_deferred(self) -> bool:

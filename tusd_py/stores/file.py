@@ -117,6 +117,7 @@ class FileStore:
                 "is_partial": info.is_partial,
                 "is_final": info.is_final,
                 "partial_uploads": list(info.partial_uploads),
+                "protocol": info.protocol,
             }
         ).encode()
 
@@ -160,6 +161,8 @@ class FileStore:
             partial_uploads=tuple(record["partial_uploads"]),
             waiting_finals=_read_lines(data_path + ".finals"),
             storage={"Type": "filestore", "Path": data_path},
+            # Records written before protocols were told apart are all tus uploads.
+            protocol=record.get("protocol", "tus"),
         )
 
     def _create(self, upload: NewUpload) -> UploadInfo:
@@ -179,6 +182,7 @@ class FileStore:
             is_final=upload.is_final,
             partial_uploads=upload.partial_uploads,
             storage={"Type": "filestore", "Path": data_path},
+            protocol=upload.protocol,
         )
         # Written in place, not renamed over: nothing can read it before it exists, and
         # a reader that races the write sees an unreadable info, i.e. no upload yet.

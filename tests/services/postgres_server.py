@@ -1,0 +1,1 @@
+"""Started by the tests on demand; see the fixture below."""
