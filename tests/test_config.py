@@ -156,6 +156,14 @@ configs = st.builds(
     shutdown_timeout=durations,
     tls_certificate=st.one_of(st.none(), st.just("cert.pem")),
     tls_key=st.one_of(st.none(), st.just("key.pem")),
+    locker=st.sampled_from([None, "memory", "file", "redis://127.0.0.1:6379/0"]),
+    locker_expiry=durations,
+    s3_bucket=st.one_of(st.none(), st.just("uploads")),
+    s3_endpoint=st.one_of(st.none(), st.just("http://127.0.0.1:7480")),
+    s3_region=st.one_of(st.none(), st.just("eu-west-1")),
+    s3_prefix=st.sampled_from(["", "tus/"]),
+    s3_part_size=st.integers(min_value=5 * 1024**2, max_value=5 * 1024**3),
+    s3_path_style=st.booleans(),
 )
 
 
@@ -211,7 +219,43 @@ def test_operations_settings_refuse_bad_values(name: str, raw: str) -> None:
         (ServeConfig(tls_key="key.pem"), "--tls-certificate"),
         (ServeConfig(metrics_port=9100, workers=2), "--workers 1"),
         (ServeConfig(metrics_port=1080), "differ from --port"),
+        (ServeConfig(locker="memory", workers=2), "--locker memory"),
+        (ServeConfig(s3_endpoint="http://127.0.0.1:7480"), "need --s3-bucket"),
+        (ServeConfig(s3_path_style=True), "need --s3-bucket"),
     ],
 )
 def test_settings_that_cannot_work_together(config: ServeConfig, problem: str) -> None:
     assert any(problem in found for found in config.problems())
+
+
+def test_scale_out_settings_from_env() -> None:
+    config = ServeConfig.from_env(
+        {
+            "TUSD_LOCKER": "redis://10.0.0.5:6379/2",
+            "TUSD_LOCKER_EXPIRY": "15s",
+            "TUSD_S3_BUCKET": "media",
+            "TUSD_S3_ENDPOINT": "http://10.0.0.6:7480",
+            "TUSD_S3_REGION": "eu-west-1",
+            "TUSD_S3_PREFIX": "tus/",
+            "TUSD_S3_PART_SIZE": "16M",
+            "TUSD_S3_PATH_STYLE": "1",
+        }
+    )
+    assert (config.locker, config.locker_expiry) == ("redis://10.0.0.5:6379/2", 15.0)
+    assert (config.s3_bucket, config.s3_endpoint, config.s3_region) == ("media", "http://10.0.0.6:7480", "eu-west-1")
+    assert (config.s3_prefix, config.s3_part_size, config.s3_path_style) == ("tus/", 16 * 1024**2, True)
+    assert config.problems() == []
+
+
+@pytest.mark.parametrize(
+    ("name", "raw", "reason"),
+    [
+        ("TUSD_LOCKER", "zookeeper://x", "not a locker"),
+        ("TUSD_LOCKER", "Memory", "not a locker"),
+        ("TUSD_S3_PART_SIZE", "4M", "at least 5 MiB"),
+        ("TUSD_S3_PART_SIZE", "lots", "not a size"),
+    ],
+)
+def test_scale_out_settings_refuse_bad_values(name: str, raw: str, reason: str) -> None:
+    with pytest.raises(ValueError, match=reason):
+        ServeConfig.from_env({name: raw})

@@ -16,10 +16,10 @@ from starlette.types import ASGIApp
 
 from . import upload_client
 from .app import build_handler, default_outbox_path, with_cors
+from .components import build_locker, build_store
 from .config import ServeConfig
 from .handler import TusHandler
 from .hooks import CommandReceiver, HookReceiver, Hooks, HookType, HttpReceiver, Outbox
-from .locks import FileLocker, Locker, MemoryLocker
 from .operations import (
     MetricsApp,
     Operations,
@@ -30,7 +30,6 @@ from .operations import (
     store_check,
 )
 from .server import TusHttpToolsProtocol
-from .stores import FileStore
 from .telemetry import Metrics
 
 # Beyond --shutdown-timeout, time for the uploads ended then to answer their clients;
@@ -66,14 +65,10 @@ def hooks_timeout(config: ServeConfig) -> float:
 
 def build_app(config: ServeConfig) -> Operations:
     upload_dir = Path(config.upload_dir)
-    locker: Locker
-    if config.workers > 1:
-        locker = FileLocker(upload_dir / ".locks", timeout=config.lock_timeout)
-    else:
-        locker = MemoryLocker(timeout=config.lock_timeout)
+    locker = build_locker(config)
     receivers = build_receivers(config)
     metrics = Metrics()
-    store = FileStore(upload_dir)
+    store = build_store(config)
     common: dict[str, Any] = {
         "store": store,
         "locker": locker,

@@ -16,6 +16,8 @@ _DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d)?")
 _DURATION_UNITS = {None: 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _SIZE = re.compile(r"([0-9]+)([KMGT]i?B?)?", re.IGNORECASE)
 _SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+# S3's own floor for every part but the last.
+MIN_S3_PART_SIZE = 5 * 1024**2
 
 
 def parse_duration(text: str) -> float:
@@ -52,6 +54,20 @@ def _log_format(text: str) -> str:
     value = text.strip().lower()
     if value not in ("text", "json"):
         raise ValueError(f"not a log format: {text!r} (use text or json)")
+    return value
+
+
+def _locker(text: str) -> str:
+    value = text.strip()
+    if value in ("memory", "file") or value.startswith(("redis://", "rediss://", "unix://")):
+        return value
+    raise ValueError(f"not a locker: {text!r} (use memory, file or a redis:// URL)")
+
+
+def _part_size(text: str) -> int:
+    value = parse_size(text)
+    if value < MIN_S3_PART_SIZE:
+        raise ValueError(f"S3 parts are at least 5 MiB, not {text!r}")
     return value
 
 
@@ -101,6 +117,20 @@ _SETTINGS: dict[str, Setting] = {
     "expire_after": Setting("remove unfinished uploads idle this long (e.g. 24h); 0 = never", parse_duration),
     "read_timeout": Setting("end a PATCH whose body is silent this long (e.g. 60s); 0 = never", parse_duration),
     "lock_timeout": Setting("wait this long for another request to release an upload, then 423", parse_duration),
+    "locker": Setting(
+        "where upload locks live: memory (one process), file (workers of one host) or a redis:// URL (many hosts);"
+        " unset = memory, or file with --workers above 1",
+        _locker,
+    ),
+    "locker_expiry": Setting("a Redis lock whose holder stops renewing it frees after this long", parse_duration),
+    "s3_bucket": Setting("keep uploads in this S3 bucket instead of the upload dir (credentials: AWS_* variables)"),
+    "s3_endpoint": Setting("S3 endpoint URL for S3-compatible servers (MinIO, Ceph RGW); unset = AWS"),
+    "s3_region": Setting("S3 region; unset = from AWS_REGION / AWS_DEFAULT_REGION"),
+    "s3_prefix": Setting("key prefix for every object the S3 store writes"),
+    "s3_part_size": Setting(
+        "S3 multipart part size (>= 5M), raised for huge uploads to stay under 10,000 parts", _part_size
+    ),
+    "s3_path_style": Setting("address buckets as endpoint/bucket instead of bucket.endpoint", is_switch=True),
     "hooks_http": Setting("URL that receives hook events as tusd-compatible JSON POSTs"),
     "hooks_dir": Setting("directory of executables named after events (pre-create, post-finish, ...)"),
     "hooks_enabled_events": Setting("comma-separated events to fire; empty = all", _event_list),
@@ -144,6 +174,14 @@ class ServeConfig:
     expire_after: float = 24 * 3600.0
     read_timeout: float = 60.0
     lock_timeout: float = 20.0
+    locker: str | None = None
+    locker_expiry: float = 10.0
+    s3_bucket: str | None = None
+    s3_endpoint: str | None = None
+    s3_region: str | None = None
+    s3_prefix: str = ""
+    s3_part_size: int = 8 * 1024**2
+    s3_path_style: bool = False
     hooks_http: str | None = None
     hooks_dir: str | None = None
     hooks_enabled_events: tuple[str, ...] = ()
@@ -175,6 +213,11 @@ class ServeConfig:
             found.append("--metrics-port needs --workers 1 (each worker keeps its own counts)")
         if self.metrics_port is not None and self.metrics_port == self.port:
             found.append("--metrics-port must differ from --port")
+        if self.locker == "memory" and self.workers > 1:
+            found.append("--locker memory cannot serve --workers above 1 (use file or a redis:// URL)")
+        s3_only = [f for f in ("s3_endpoint", "s3_region", "s3_prefix") if getattr(self, f)]
+        if self.s3_bucket is None and (s3_only or self.s3_path_style):
+            found.append("--s3-endpoint, --s3-region, --s3-prefix and --s3-path-style need --s3-bucket")
         return found
 
     @classmethod
