@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import uvicorn
@@ -43,6 +44,7 @@ class RunningServer:
     process: subprocess.Popen[bytes]
     port: int
     upload_dir: Path
+    store: StoreBackend
     base_path: str = "/files/"
 
     @property
@@ -67,21 +69,36 @@ class RunningServer:
         self.process.wait()
 
 
-def start_server(upload_dir: Path, *flags: str, port: int | None = None) -> RunningServer:
+def start_server(
+    upload_dir: Path, *flags: str, port: int | None = None, backend: StoreBackend | None = None
+) -> RunningServer:
     """Start `tusd-py serve` with `flags` on a free port and wait until it listens.
 
     A bare tus server unless `--assets` is among the flags: the tus layer's tests need
-    no API keys.
+    no API keys. Uploads go to `backend` (the upload dir's files by default).
     """
     port = port or free_port()
+    backend = backend or FileBackend(upload_dir)
     if "--assets" not in flags:
         flags = ("--no-assets", *flags)
     base_path = "/files/"
     if "--base-path" in flags:
         base_path = flags[flags.index("--base-path") + 1]
     env = {k: v for k, v in os.environ.items() if not k.startswith("TUSD_")}
+    env.update(backend.env())
     process = subprocess.Popen(
-        [sys.executable, "-m", "tusd_py.cli", "serve", "--port", str(port), "--upload-dir", str(upload_dir), *flags],
+        [
+            sys.executable,
+            "-m",
+            "tusd_py.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--upload-dir",
+            str(upload_dir),
+            *backend.flags(),
+            *flags,
+        ],
         env=env,
     )
     try:
@@ -89,16 +106,100 @@ def start_server(upload_dir: Path, *flags: str, port: int | None = None) -> Runn
     except TimeoutError:
         process.kill()
         raise
-    return RunningServer(process, port, upload_dir, base_path)
+    return RunningServer(process, port, upload_dir, backend, base_path)
+
+
+# -- where a server keeps uploads, as the tests see it --------------------------------------
+
+STORES = ("file", "s3")
+
+
+class FileBackend:
+    """Uploads as files in the server's upload dir: `<id>` holds the bytes."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def flags(self) -> tuple[str, ...]:
+        return ()
+
+    def env(self) -> dict[str, str]:
+        return {}
+
+    def names(self) -> list[str]:
+        """Every name the store wrote (files beside the uploads, like the outbox, left out)."""
+        if not self.directory.exists():
+            return []
+        return sorted(p.name for p in self.directory.iterdir() if p.is_file() and not p.name.startswith("."))
+
+    def read(self, upload_id: str) -> bytes:
+        """The stored bytes of a finished upload."""
+        return (self.directory / upload_id).read_bytes()
+
+
+class S3Backend:
+    """Uploads as objects in a bucket of its own on the test session's Ceph gateway."""
+
+    def __init__(self, rgw: Any) -> None:
+        self.rgw = rgw
+        self.bucket: str = rgw.new_bucket("tus")
+
+    def flags(self) -> tuple[str, ...]:
+        return ("--s3-bucket", self.bucket, "--s3-endpoint", self.rgw.endpoint, "--s3-path-style")
+
+    def env(self) -> dict[str, str]:
+        return dict(self.rgw.env())
+
+    def names(self) -> list[str]:
+        names: list[str] = []
+        for page in self.rgw.client().get_paginator("list_objects_v2").paginate(Bucket=self.bucket):
+            names.extend(item["Key"] for item in page.get("Contents", []))
+        return sorted(names)
+
+    def read(self, upload_id: str) -> bytes:
+        return bytes(self.rgw.client().get_object(Bucket=self.bucket, Key=upload_id)["Body"].read())
+
+
+StoreBackend = FileBackend | S3Backend
+
+
+def store_backend(request: pytest.FixtureRequest, kind: str, directory: Path) -> StoreBackend:
+    if kind == "s3":
+        return S3Backend(request.getfixturevalue("ceph_s3"))
+    return FileBackend(directory)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "all_stores: run once per store (local files and S3)")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "tus_store" in metafunc.fixturenames and metafunc.definition.get_closest_marker("all_stores"):
+        metafunc.parametrize("tus_store", STORES, indirect=True)
 
 
 @pytest.fixture
-def server_factory(tmp_path: Path) -> Iterator[object]:
-    """Call with extra `tusd-py serve` flags; every server started is stopped after the test."""
+def tus_store(request: pytest.FixtureRequest) -> str:
+    """The store `server_factory` starts servers on: "file" unless the test is marked all_stores."""
+    return str(getattr(request, "param", "file"))
+
+
+@pytest.fixture
+def server_factory(tmp_path: Path, tus_store: str, request: pytest.FixtureRequest) -> Iterator[object]:
+    """Call with extra `tusd-py serve` flags; every server started is stopped after the test.
+
+    Servers of one test share one store: with S3, one bucket (like instances behind a balancer).
+    """
     started: list[RunningServer] = []
+    backends: dict[Path, StoreBackend] = {}
 
     def factory(*flags: str, upload_dir: Path | None = None) -> RunningServer:
-        server = start_server(upload_dir or tmp_path / "data", *flags)
+        directory = upload_dir or tmp_path / "data"
+        if tus_store == "file":
+            backend = backends.setdefault(directory, FileBackend(directory))
+        else:
+            backend = backends.setdefault(Path("s3"), store_backend(request, tus_store, directory))
+        server = start_server(directory, *flags, backend=backend)
         started.append(server)
         return server
 
