@@ -15,6 +15,14 @@ class LockTimeout(Exception):
         self.upload_id = upload_id
 
 
+class LockUnavailable(Exception):
+    """The lock service cannot be reached, so no lock can be taken (nor proven held)."""
+
+    def __init__(self, upload_id: str, reason: str) -> None:
+        super().__init__(f"lock service unavailable for upload {upload_id!r}: {reason}")
+        self.upload_id = upload_id
+
+
 class Locker(Protocol):
     def hold(
         self, upload_id: str, on_release_requested: Callable[[], None], *, requested_at: float | None = None
@@ -27,4 +35,8 @@ class Locker(Protocol):
         this waits up to the locker's timeout before raising LockTimeout. Only newer
         requests preempt: a request of a dropped connection that reaches the lock late
         must not end the live request that replaced it. None means now.
+
+        A locker on a remote service raises LockUnavailable when that service cannot
+        be reached, and calls `on_release_requested` when it can no longer prove the
+        lock is held (so the holder stops, as if a newer request had asked).
         """
