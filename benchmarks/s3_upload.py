@@ -1,0 +1,203 @@
+"""Upload one big file to an S3-compatible server with plain boto3; print one JSON line per run.
+
+The yardstick for tusd-py's S3 store: the same file, the same server, boto3's own multipart
+upload (`upload_file` with a TransferConfig), once with its thread pool and once with one
+thread. Without --endpoint it starts Ceph's radosgw (tests/services/ceph_rgw.py, which needs
+the Debian packages radosgw ceph-mon ceph-osd ceph-common and pytest importable) in a
+temporary directory and stops it afterwards.
+
+    python benchmarks/s3_upload.py                              # 1 GiB, 8 MiB parts, own radosgw
+    python benchmarks/s3_upload.py --size 256M --runs 3
+    python benchmarks/s3_upload.py --endpoint http://127.0.0.1:7480 --bucket b   # keys from AWS_* variables
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import psutil
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config
+
+MiB = 1024 * 1024
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Keys:
+    access_key: str
+    secret_key: str
+    region: str = "us-east-1"
+
+
+@dataclass(frozen=True)
+class Target:
+    endpoint: str
+    keys: Keys
+    daemon_pids: dict[str, int]  # empty unless this script started the server
+
+
+def parse_size(text: str) -> int:
+    units = {"K": 1024, "M": MiB, "G": 1024 * MiB}
+    text = text.strip().upper().removesuffix("IB").removesuffix("B")
+    if text and text[-1] in units:
+        return int(float(text[:-1]) * units[text[-1]])
+    return int(text)
+
+
+def s3_client(endpoint: str, keys: Keys, pool_size: int = 10) -> Any:
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name=keys.region,
+        aws_access_key_id=keys.access_key,
+        aws_secret_access_key=keys.secret_key,
+        config=Config(s3={"addressing_style": "path"}, max_pool_connections=pool_size),
+    )
+
+
+def make_file(path: Path, size: int) -> None:
+    """`size` bytes that neither compress nor repeat within a part: 64 MiB of randomness, tagged per copy."""
+    pattern = bytearray(os.urandom(64 * MiB))
+    with path.open("wb") as out:
+        written, copy = 0, 0
+        while written < size:
+            pattern[:8] = copy.to_bytes(8, "big")
+            n = min(len(pattern), size - written)
+            out.write(memoryview(pattern)[:n])
+            written += n
+            copy += 1
+
+
+def boto3_upload(
+    endpoint: str, keys: Keys, bucket: str, path: Path, part_size: int, *, threads: int = 10, key: str | None = None
+) -> float:
+    """Upload `path` with boto3's multipart upload; return the seconds it took (checked, then deleted)."""
+    s3 = s3_client(endpoint, keys, pool_size=max(threads, 1))
+    key = key or f"boto3-{uuid.uuid4().hex}"
+    config = TransferConfig(
+        multipart_threshold=part_size,
+        multipart_chunksize=part_size,
+        max_concurrency=threads,
+        use_threads=threads > 1,
+    )
+    started = time.perf_counter()
+    s3.upload_file(str(path), bucket, key, Config=config)
+    seconds = time.perf_counter() - started
+    stored = s3.head_object(Bucket=bucket, Key=key)["ContentLength"]
+    s3.delete_object(Bucket=bucket, Key=key)
+    if stored != path.stat().st_size:
+        raise RuntimeError(f"{key}: {stored} bytes stored, {path.stat().st_size} sent")
+    return seconds
+
+
+class PeakRss:
+    """Polls the RSS of some processes every `interval` seconds in a thread and keeps each one's peak."""
+
+    def __init__(self, pids: dict[str, int], interval: float = 0.05) -> None:
+        self.processes = {name: psutil.Process(pid) for name, pid in pids.items()}
+        self.interval = interval
+        self.peak = dict.fromkeys(pids, 0)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for name, process in self.processes.items():
+                with contextlib.suppress(psutil.Error):
+                    self.peak[name] = max(self.peak[name], process.memory_info().rss)
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def mib(self) -> dict[str, float]:
+        return {name: round(rss / MiB, 1) for name, rss in self.peak.items()}
+
+
+@contextlib.contextmanager
+def own_radosgw(workdir: Path, objectstore: str) -> Iterator[Target]:
+    sys.path.insert(0, str(REPO / "tests"))
+    from services.ceph_rgw import start_rgw
+
+    with start_rgw(workdir, objectstore=objectstore) as rgw:
+        print(json.dumps({"event": "radosgw started", "seconds": round(rgw.started_in, 2)}), file=sys.stderr)
+        pids = {name: process.pid for name, process in rgw.daemons.items()}
+        yield Target(rgw.endpoint, Keys(rgw.access_key, rgw.secret_key, rgw.region), pids)
+
+
+@contextlib.contextmanager
+def given_server(args: argparse.Namespace) -> Iterator[Target]:
+    access_key = args.access_key or os.environ.get("AWS_ACCESS_KEY_ID")
+    secret_key = args.secret_key or os.environ.get("AWS_SECRET_ACCESS_KEY")
+    if not access_key or not secret_key:
+        raise SystemExit("--endpoint needs --access-key/--secret-key or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY")
+    yield Target(args.endpoint, Keys(access_key, secret_key, args.region), {})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--size", type=parse_size, default=1024 * MiB, help="file size, e.g. 256M, 1G (default 1G)")
+    parser.add_argument("--part-size", type=parse_size, default=8 * MiB, help="multipart part size (default 8M)")
+    parser.add_argument("--threads", type=int, default=10, help="boto3 max_concurrency of the threaded run")
+    parser.add_argument("--runs", type=int, default=1, help="rounds of (threaded, single-threaded)")
+    parser.add_argument("--endpoint", default=None, help="an S3 server to use instead of starting radosgw")
+    parser.add_argument("--access-key", default=None)
+    parser.add_argument("--secret-key", default=None)
+    parser.add_argument("--region", default=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"))
+    parser.add_argument("--bucket", default=None, help="an existing bucket (default: a new one)")
+    parser.add_argument("--objectstore", choices=("bluestore", "memstore"), default="bluestore")
+    parser.add_argument("--dir", type=Path, default=None, help="where the file and radosgw's data go")
+    args = parser.parse_args()
+    if args.part_size < 5 * MiB:
+        parser.error("S3 parts are at least 5 MiB")
+
+    with tempfile.TemporaryDirectory(prefix="s3-upload-", dir=args.dir) as tmp:
+        path = Path(tmp) / "body"
+        make_file(path, args.size)
+        server = given_server(args) if args.endpoint else own_radosgw(Path(tmp) / "ceph", args.objectstore)
+        with server as target:
+            bucket = args.bucket or f"bench-{uuid.uuid4().hex[:16]}"
+            if not args.bucket:
+                s3_client(target.endpoint, target.keys).create_bucket(Bucket=bucket)
+            for run in range(args.runs):
+                for threads in (args.threads, 1):
+                    with PeakRss(target.daemon_pids) as rss:
+                        seconds = boto3_upload(
+                            target.endpoint, target.keys, bucket, path, args.part_size, threads=threads
+                        )
+                    line = {
+                        "client": "boto3",
+                        "threads": threads,
+                        "run": run,
+                        "size": args.size,
+                        "part_size": args.part_size,
+                        "seconds": round(seconds, 3),
+                        "MB/s": round(args.size / seconds / 1e6, 1),
+                        "MiB/s": round(args.size / seconds / MiB, 1),
+                        "server": "radosgw " + args.objectstore if not args.endpoint else args.endpoint,
+                        "server_peak_rss_mib": rss.mib(),
+                    }
+                    print(json.dumps(line), flush=True)
+
+
+if __name__ == "__main__":
+    main()
