@@ -1,4 +1,5 @@
-"""Settlement and top-ups on AssetService over a real SQLite file: each asset charged once."""
+"""Settlement and top-ups on AssetService over a real SQLite file and a real PostgreSQL
+database: each asset charged once."""
 
 from __future__ import annotations
 
@@ -65,9 +66,12 @@ class Books:
         assert balance >= 0
 
 
-@pytest.fixture
-async def books(tmp_path: Path) -> AsyncIterator[Books]:
-    engine = create_engine(database_url(None, tmp_path))
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def books(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Books]:
+    url = None
+    if request.param == "postgresql":
+        url = request.getfixturevalue("postgres_server").create_database()
+    engine = create_engine(database_url(url, tmp_path))
     await create_schema(engine)
     service = AssetService(engine, price_per_minute=PRICE)
     account = await service.create_account("listener")

@@ -4,6 +4,11 @@ States: pending_upload -> processing -> ready | pending_payment | failed, and
 pending_payment -> ready on a top-up that covers the charge. Every transition is a
 conditional UPDATE on the current state, inside one transaction with the money it moves,
 so concurrent or repeated attempts (restarts, several instances) charge exactly once.
+
+The same queries run on SQLite and PostgreSQL. SQLite serializes writers (BEGIN
+IMMEDIATE, see db.py); PostgreSQL runs them at once under READ COMMITTED, so what two
+transactions may both change is locked first: the asset row in settle, the account row
+by the UPDATE that moves its balance, claimed jobs FOR UPDATE SKIP LOCKED.
 """
 
 from __future__ import annotations
@@ -21,9 +26,10 @@ from typing import Any
 
 from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.engine import Row
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from .db import READ_ONLY, accounts, api_keys, assets, ledger, now_us, projects
+from .db import accounts, api_keys, assets, ledger, now_us, projects, read_only
 from .errors import ApiError, not_found, unauthorized
 from .media import MediaType, started_minutes
 
@@ -64,8 +70,17 @@ def lease_holder_died(owner: str) -> bool:
     return False
 
 
+# Every id this module makes has this shape. Anything else names nothing, and is answered
+# before it reaches the database: PostgreSQL rejects some strings SQLite compares (NUL).
+_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
+
+
 def _new_id(prefix: str) -> str:
     return prefix + secrets.token_hex(16)
+
+
+def _is_id(value: str) -> bool:
+    return _ID.fullmatch(value) is not None
 
 
 def hash_key(key: str) -> str:
@@ -85,8 +100,8 @@ class Page:
 class AssetService:
     def __init__(self, engine: AsyncEngine, *, price_per_minute: int = 0, max_size: int | None = None) -> None:
         self.engine = engine
-        # Reads never wait for a writer (see db.READ_ONLY).
-        self.reader = engine.execution_options(**{READ_ONLY: True})
+        # Reads never wait for a writer (see db.read_only).
+        self.reader = read_only(engine)
         self.price_per_minute = price_per_minute
         self.max_size = max_size
 
@@ -116,6 +131,8 @@ class AssetService:
         return {"id": key_id, "key": key}
 
     async def revoke_key(self, key_id: str) -> dict[str, Any]:
+        if not _is_id(key_id):
+            raise not_found("key")
         async with self.engine.begin() as db:
             result = await db.execute(
                 update(api_keys)
@@ -145,6 +162,8 @@ class AssetService:
         return str(row.account_id)
 
     async def _account(self, db: AsyncConnection, account_id: str) -> Row[Any]:
+        if not _is_id(account_id):
+            raise not_found("account")
         row = (await db.execute(select(accounts).where(accounts.c.id == account_id))).first()
         if row is None:
             raise not_found("account")
@@ -176,15 +195,25 @@ class AssetService:
                 state=FAILED, size=0, error_code="unsupported_media_type", error_message="an empty file is not media"
             )
         async with self.engine.begin() as db:
-            owner = await db.scalar(select(projects.c.account_id).where(projects.c.id == project_id))
             # Another account's project is answered exactly like a missing one.
-            if owner != account_id:
+            if await self._project_owner(db, project_id) != account_id:
                 raise not_found("project")
             await db.execute(insert(assets).values(values))
             return await self._asset(db, asset_id)
 
-    async def _asset(self, db: AsyncConnection, asset_id: str) -> Row[Any]:
-        row = (await db.execute(select(assets).where(assets.c.id == asset_id, assets.c.deleted_at.is_(None)))).first()
+    async def _project_owner(self, db: AsyncConnection, project_id: str) -> str | None:
+        if not _is_id(project_id):
+            return None
+        owner = await db.scalar(select(projects.c.account_id).where(projects.c.id == project_id))
+        return None if owner is None else str(owner)
+
+    async def _asset(self, db: AsyncConnection, asset_id: str, *, for_update: bool = False) -> Row[Any]:
+        if not _is_id(asset_id):
+            raise not_found("asset")
+        query = select(assets).where(assets.c.id == asset_id, assets.c.deleted_at.is_(None))
+        if for_update:
+            query = query.with_for_update()
+        row = (await db.execute(query)).first()
         if row is None:
             raise not_found("asset")
         return row
@@ -214,8 +243,7 @@ class AssetService:
             )
         query = query.order_by(assets.c.created_at.desc(), assets.c.id.desc()).limit(limit + 1)
         async with self.reader.connect() as db:
-            owner = await db.scalar(select(projects.c.account_id).where(projects.c.id == project_id))
-            if owner != account_id:
+            if await self._project_owner(db, project_id) != account_id:
                 raise not_found("project")
             rows = list((await db.execute(query)).all())
         next_cursor = _encode_cursor(rows[limit - 1]) if len(rows) > limit else None
@@ -258,39 +286,47 @@ class AssetService:
         return bool(result.rowcount)
 
     async def claim_processing(self, lease_seconds: float) -> Row[Any] | None:
-        """Lease one asset in processing whose lease is free: none, run out, or held by a
-        process of this host that has died (a SIGKILL must not stall it for a lease)."""
+        """Lease the oldest asset in processing whose lease is free: none, run out, or held
+        by a process of this host that has died (a SIGKILL must not stall it for a lease).
+
+        On PostgreSQL the row is taken FOR UPDATE SKIP LOCKED, so instances claiming at once
+        each get another asset and none waits for the others. SQLite has no row locks (its
+        compiler drops the clause): there BEGIN IMMEDIATE makes claims take turns."""
         now = now_us()
         async with self.engine.begin() as db:
-            candidates = (
-                await db.execute(
-                    select(assets.c.id, assets.c.lease_until, assets.c.lease_owner)
-                    .where(assets.c.state == PROCESSING, assets.c.deleted_at.is_(None))
-                    .order_by(assets.c.created_at)
-                    .limit(50)
+            held_here = await db.scalars(
+                select(assets.c.lease_owner)
+                .distinct()
+                .where(
+                    assets.c.state == PROCESSING,
+                    assets.c.lease_until >= now,
+                    assets.c.lease_owner.startswith(socket.gethostname() + ":", autoescape=True),
                 )
-            ).all()
-            for candidate in candidates:
-                if candidate.lease_until >= now and not lease_holder_died(candidate.lease_owner):
-                    continue
-                # Conditional on the lease seen: two claimers never both win.
-                result = await db.execute(
-                    update(assets)
-                    .where(
-                        assets.c.id == candidate.id,
-                        assets.c.state == PROCESSING,
-                        assets.c.lease_until == candidate.lease_until,
-                        assets.c.lease_owner == candidate.lease_owner,
-                    )
-                    .values(
-                        lease_until=now + int(lease_seconds * 1e6),
-                        lease_owner=LEASE_OWNER,
-                        attempts=assets.c.attempts + 1,
-                    )
+            )
+            dead = [owner for owner in held_here if lease_holder_died(owner)]
+            claimed = await db.scalar(
+                select(assets.c.id)
+                .where(
+                    assets.c.state == PROCESSING,
+                    assets.c.deleted_at.is_(None),
+                    or_(assets.c.lease_until < now, assets.c.lease_owner.in_(dead)),
                 )
-                if result.rowcount:
-                    return await self._asset(db, candidate.id)
-            return None
+                .order_by(assets.c.created_at, assets.c.id)
+                .limit(1)
+                .with_for_update(skip_locked=True)
+            )
+            if claimed is None:
+                return None
+            await db.execute(
+                update(assets)
+                .where(assets.c.id == claimed)
+                .values(
+                    lease_until=now + int(lease_seconds * 1e6),
+                    lease_owner=LEASE_OWNER,
+                    attempts=assets.c.attempts + 1,
+                )
+            )
+            return await self._asset(db, claimed)
 
     def charge_for(self, duration: Decimal) -> int:
         return started_minutes(duration) * self.price_per_minute
@@ -301,7 +337,8 @@ class AssetService:
         charge = self.charge_for(duration)
         try:
             async with self.engine.begin() as db:
-                row = await self._asset(db, asset_id)
+                # Locked: a concurrent settle (another instance) waits here, then sees it settled.
+                row = await self._asset(db, asset_id, for_update=True)
                 if row.state != PROCESSING:
                     return None
                 paid = await self._pay(db, row.account_id, asset_id, charge)
@@ -315,6 +352,10 @@ class AssetService:
                     # Settled meanwhile by another worker: leaving the block undoes the payment.
                     raise _AlreadySettled
         except _AlreadySettled:
+            return None
+        except IntegrityError:
+            # The ledger's UNIQUE charged_asset_id refused a second charge of this asset
+            # (sqlite3's and asyncpg's unique violations alike): it was settled meanwhile.
             return None
         return state
 

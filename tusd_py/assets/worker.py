@@ -1,8 +1,9 @@
 """Processing: measure each finished upload's duration, then settle its charge once.
 
 Assets in `processing` are the job queue, persisted in the database. A worker leases one
-at a time; a worker that dies (even by SIGKILL) leaves a lease that runs out, and the
-asset is picked up again. Settlement is idempotent, so a retry never charges twice.
+at a time (see AssetService.claim_processing: instances sharing a PostgreSQL database each
+take another asset); a worker that dies (even by SIGKILL) leaves a lease that runs out, and
+the asset is picked up again. Settlement is idempotent, so a retry never charges twice.
 """
 
 from __future__ import annotations
@@ -85,7 +86,12 @@ class Processor:
                 log.exception("could not claim processing work; trying again")
                 row = None
             if row is not None:
-                await self.process(row)
+                try:
+                    await self.process(row)
+                except Exception:
+                    # The database went away mid-settle, say (a PostgreSQL restart or
+                    # failover): the lease runs out and this or another instance retries.
+                    log.exception("processing %s failed; it is retried when its lease runs out", row.id)
                 continue
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.poll_interval):
