@@ -4,7 +4,9 @@ tus-js-client through tests/js/upload.mjs."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import io
 import json
 import math
 import os
@@ -22,6 +24,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
+
+from tusd_py.cli import main as cli_main
 
 if TYPE_CHECKING:
     from tests.conftest import RunningServer
@@ -209,6 +213,27 @@ def start_platform(
         tenant = pool.submit(provision, upload_dir, balance)
         server = server_factory(*flags, upload_dir=upload_dir)
         return Platform(server, tenant.result(timeout=120), price, flags)
+
+
+def admin_cli(database: str, upload_dir: Path, *args: str) -> dict[str, Any]:
+    """One admin command, run as `tusd-py ARGS --database URL` would be."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = cli_main([*args, "--database", database, "--upload-dir", str(upload_dir)])
+    assert code == 0, f"tusd-py {' '.join(args)} exited {code}"
+    result: dict[str, Any] = json.loads(out.getvalue())
+    return result
+
+
+def wait_for_state(origin: str, asset_id: str, key: str, state: str, timeout: float = 20.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        response = httpx.get(f"{origin}/v1/assets/{asset_id}", headers={"Authorization": f"Bearer {key}"}, timeout=10)
+        assert response.status_code == 200, response.text
+        asset: dict[str, Any] = response.json()
+        if asset["state"] == state or time.monotonic() > deadline:
+            return asset
+        time.sleep(0.05)
 
 
 # -- tus requests ----------------------------------------------------------------------------

@@ -7,46 +7,18 @@ outbox on local disk); whichever claims the processing job finds the bytes."""
 
 from __future__ import annotations
 
-import contextlib
-import io
-import json
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import httpx
-from assets_helpers import media_factory
+from assets_helpers import admin_cli, media_factory, wait_for_state
 from tusclient.client import TusClient
-
-from tusd_py.cli import main as cli_main
 
 if TYPE_CHECKING:
     from assets_helpers import ServerFactory
 
 PRICE = 7
 ADMIN_TOKEN = "admin-token-for-tests"
-
-
-def cli(database: str, upload_dir: Path, *args: str) -> dict[str, Any]:
-    """One admin command, run as `tusd-py ARGS --database URL` would be."""
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        code = cli_main([*args, "--database", database, "--upload-dir", str(upload_dir)])
-    assert code == 0, f"tusd-py {' '.join(args)} exited {code}"
-    result: dict[str, Any] = json.loads(out.getvalue())
-    return result
-
-
-def wait_for_state(origin: str, asset_id: str, key: str, state: str, timeout: float = 20.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        response = httpx.get(f"{origin}/v1/assets/{asset_id}", headers={"Authorization": f"Bearer {key}"}, timeout=10)
-        assert response.status_code == 200, response.text
-        asset: dict[str, Any] = response.json()
-        if asset["state"] == state or time.monotonic() > deadline:
-            return asset
-        time.sleep(0.05)
 
 
 def test_a_wav_uploaded_by_a_tus_client_is_ready_and_charged_once_on_postgres(
@@ -59,10 +31,10 @@ def test_a_wav_uploaded_by_a_tus_client_is_ready_and_charged_once_on_postgres(
         # Both start, each creating the schema if it is not there yet, while the CLI provisions.
         starting = [pool.submit(server_factory, *flags, "--locker", "file", upload_dir=data) for _ in range(2)]
         admin_dir = tmp_path / "admin"
-        account = cli(database, admin_dir, "accounts", "create", "acme")
-        project = cli(database, admin_dir, "projects", "create", "--account", account["id"], "podcasts")
-        key = cli(database, admin_dir, "keys", "create", "--account", account["id"])["key"]
-        assert cli(database, admin_dir, "billing", "top-up", account["id"], "100")["balance"] == 100
+        account = admin_cli(database, admin_dir, "accounts", "create", "acme")
+        project = admin_cli(database, admin_dir, "projects", "create", "--account", account["id"], "podcasts")
+        key = admin_cli(database, admin_dir, "keys", "create", "--account", account["id"])["key"]
+        assert admin_cli(database, admin_dir, "billing", "top-up", account["id"], "100")["balance"] == 100
         first, second = (future.result(timeout=60) for future in starting)
 
     wav = media_factory.make_audio(tmp_path / "talk.wav", "wav", 3.0)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
+from assets_helpers import admin_cli, media_factory, wait_for_state
 from conftest import S3Backend, start_server
 
 if TYPE_CHECKING:
@@ -27,13 +28,18 @@ PART = 5 * MiB
 LOCK_EXPIRY = "2s"
 
 
-@pytest.fixture
-def cluster(tmp_path: Path, ceph_s3: Any, redis_server: Any) -> Iterator[list[RunningServer]]:
-    backend = S3Backend(ceph_s3)
-    flags = ("--locker", redis_server.url, "--locker-expiry", LOCK_EXPIRY, "--s3-part-size", "5M")
+def start_cluster(tmp_path: Path, rgw: Any, redis_url: str, *flags: str) -> list[RunningServer]:
+    """Three instances, each with its own upload dir (its hook outbox), on one bucket."""
+    backend = S3Backend(rgw)
+    flags = ("--locker", redis_url, "--locker-expiry", LOCK_EXPIRY, "--s3-part-size", "5M", *flags)
     # Started side by side: each spends a second or two importing before it listens.
     with ThreadPoolExecutor(3) as pool:
-        servers = list(pool.map(lambda name: start_server(tmp_path / name, *flags, backend=backend), "abc"))
+        return list(pool.map(lambda name: start_server(tmp_path / name, *flags, backend=backend), "abc"))
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, ceph_s3: Any, redis_server: Any) -> Iterator[list[RunningServer]]:
+    servers = start_cluster(tmp_path, ceph_s3, redis_server.url)
     yield servers
     for server in servers:
         server.stop()
@@ -179,3 +185,59 @@ def test_instances_share_termination(cluster: list[RunningServer]) -> None:
     for server in (a, c):
         assert httpx.head(on(server, url), headers=TUS).status_code == 404
     assert a.store.names() == []
+
+
+def test_assets_uploaded_across_instances_are_processed_and_charged_once(
+    tmp_path: Path, ceph_s3: Any, redis_server: Any, postgres_server: Any
+) -> None:
+    database = postgres_server.create_database()
+    price = 7
+    admin = tmp_path / "admin"
+    with ThreadPoolExecutor(1) as pool:
+        starting = pool.submit(
+            start_cluster,
+            tmp_path,
+            ceph_s3,
+            redis_server.url,
+            "--assets",
+            "--database",
+            database,
+            "--price-per-minute",
+            str(price),
+        )
+        account = admin_cli(database, admin, "accounts", "create", "acme")
+        project = admin_cli(database, admin, "projects", "create", "--account", account["id"], "talks")
+        key = admin_cli(database, admin, "keys", "create", "--account", account["id"])["key"]
+        admin_cli(database, admin, "billing", "top-up", account["id"], "1000")
+        servers = starting.result(timeout=120)
+    auth = {"Authorization": f"Bearer {key}"}
+    try:
+        wav = media_factory.make_audio(tmp_path / "talk.wav", "wav", 2.0)
+        data = wav.read_bytes()
+        half = len(data) // 2
+        asset_ids = []
+        for n in range(6):
+            creator, middle, last = (servers[(n + i) % 3] for i in range(3))
+            created = httpx.post(
+                creator.origin + "/v1/assets", json={"project_id": project["id"], "size": len(data)}, headers=auth
+            )
+            assert created.status_code == 201, created.text
+            url = created.json()["upload_url"]
+            assert patch(on(middle, url), 0, data[:half]).status_code == 204
+            assert patch(on(last, url), half, data[half:]).status_code == 204
+            asset_ids.append(created.json()["id"])
+        for n, asset_id in enumerate(asset_ids):
+            ready = wait_for_state(servers[n % 3].origin, asset_id, key, "ready", timeout=60)
+            assert ready["state"] == "ready", ready
+            assert float(ready["duration"]) == 2.0
+        dbname = database.rsplit("/", 1)[1]
+        charges = postgres_server.psql("SELECT charged_asset_id, amount FROM ledger WHERE kind = 'charge'", dbname)
+        assert sorted(charges.split()) == sorted(f"{asset_id}|{price}" for asset_id in asset_ids)
+        # Each asset's processing job was claimed once, by one instance.
+        attempts = postgres_server.psql("SELECT attempts FROM assets", dbname)
+        assert attempts.split() == ["1"] * 6
+        balance = postgres_server.psql(f"SELECT balance FROM accounts WHERE id = '{account['id']}'", dbname)
+        assert int(balance) == 1000 - 6 * price
+    finally:
+        for server in servers:
+            server.stop()
