@@ -1,10 +1,11 @@
-"""Upload one big file to an S3-compatible server with plain boto3; print one JSON line per run.
+"""Upload one big file to an S3-compatible server through tusd-py and with plain boto3; print one JSON line per run.
 
-The yardstick for tusd-py's S3 store: the same file, the same server, boto3's own multipart
-upload (`upload_file` with a TransferConfig), once with its thread pool and once with one
-thread. Without --endpoint it starts Ceph's radosgw (tests/services/ceph_rgw.py, which needs
-the Debian packages radosgw ceph-mon ceph-osd ceph-common and pytest importable) in a
-temporary directory and stops it afterwards.
+tusd-py's S3 store next to its yardstick: the same file, the same server, once as one tus
+PATCH through `tusd-py serve --s3-bucket ...` and once with boto3's own multipart upload
+(`upload_file` with a TransferConfig), with its thread pool and with one thread. Without
+--endpoint it starts Ceph's radosgw (tests/services/ceph_rgw.py, which needs the Debian
+packages radosgw ceph-mon ceph-osd ceph-common and pytest importable) in a temporary
+directory and stops it afterwards.
 
     python benchmarks/s3_upload.py                              # 1 GiB, 8 MiB parts, own radosgw
     python benchmarks/s3_upload.py --size 256M --runs 3
@@ -17,6 +18,8 @@ import argparse
 import contextlib
 import json
 import os
+import socket
+import subprocess
 import sys
 import tempfile
 import threading
@@ -28,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import httpx
 import psutil
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
@@ -102,6 +106,64 @@ def boto3_upload(
     if stored != path.stat().st_size:
         raise RuntimeError(f"{key}: {stored} bytes stored, {path.stat().st_size} sent")
     return seconds
+
+
+def tusd_upload(endpoint: str, keys: Keys, bucket: str, path: Path, part_size: int) -> tuple[float, float]:
+    """Upload `path` as one PATCH through a fresh `tusd-py serve` on the S3 store.
+
+    Returns the seconds from the first byte sent to the 204, and the server's peak RSS in MiB.
+    """
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {
+        **os.environ,
+        "AWS_ACCESS_KEY_ID": keys.access_key,
+        "AWS_SECRET_ACCESS_KEY": keys.secret_key,
+        "AWS_DEFAULT_REGION": keys.region,
+    }
+    with tempfile.TemporaryDirectory(prefix="tusd-s3-") as upload_dir:
+        command = [sys.executable, "-m", "tusd_py.cli", "serve", "--no-assets", "--no-access-log"]
+        command += ["--port", str(port), "--upload-dir", upload_dir, "--s3-bucket", bucket]
+        command += ["--s3-endpoint", endpoint, "--s3-path-style", "--s3-part-size", str(part_size)]
+        server = subprocess.Popen(command, env=env)
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    break
+                except OSError:
+                    if time.monotonic() > deadline or server.poll() is not None:
+                        raise RuntimeError("tusd-py serve did not start") from None
+                    time.sleep(0.05)
+            size = path.stat().st_size
+            origin = f"http://127.0.0.1:{port}"
+            created = httpx.post(origin + "/files/", headers={"Tus-Resumable": "1.0.0", "Upload-Length": str(size)})
+            created.raise_for_status()
+            target = httpx.URL(created.headers["location"]).raw_path.decode()
+            with PeakRss({"tusd-py": server.pid}) as rss, socket.create_connection(("127.0.0.1", port)) as conn:
+                started = time.perf_counter()
+                conn.sendall(
+                    (
+                        f"PATCH {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nTus-Resumable: 1.0.0\r\n"
+                        "Upload-Offset: 0\r\nContent-Type: application/offset+octet-stream\r\n"
+                        f"Content-Length: {size}\r\n\r\n"
+                    ).encode()
+                )
+                with path.open("rb") as body:
+                    conn.sendfile(body)
+                answer = conn.recv(4096)
+                seconds = time.perf_counter() - started
+            if not answer.startswith(b"HTTP/1.1 204"):
+                raise RuntimeError(f"PATCH answered {answer[:200]!r}")
+            stored = s3_client(endpoint, keys).head_object(Bucket=bucket, Key=target.rsplit("/", 1)[-1])
+            if stored["ContentLength"] != size:
+                raise RuntimeError(f"{stored['ContentLength']} bytes stored, {size} sent")
+            return seconds, rss.mib()["tusd-py"]
+        finally:
+            server.terminate()
+            server.wait(30)
 
 
 class PeakRss:
@@ -179,6 +241,18 @@ def main() -> None:
             if not args.bucket:
                 s3_client(target.endpoint, target.keys).create_bucket(Bucket=bucket)
             for run in range(args.runs):
+                seconds, server_rss = tusd_upload(target.endpoint, target.keys, bucket, path, args.part_size)
+                line = {
+                    "client": "tusd-py (one PATCH)",
+                    "run": run,
+                    "size": args.size,
+                    "part_size": args.part_size,
+                    "seconds": round(seconds, 3),
+                    "MB/s": round(args.size / seconds / 1e6, 1),
+                    "MiB/s": round(args.size / seconds / MiB, 1),
+                    "tusd_py_peak_rss_mib": server_rss,
+                }
+                print(json.dumps(line), flush=True)
                 for threads in (args.threads, 1):
                     with PeakRss(target.daemon_pids) as rss:
                         seconds = boto3_upload(
