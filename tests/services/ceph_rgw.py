@@ -154,7 +154,7 @@ osd_op_num_threads_per_shard = 2
 [client]
 # radosgw starts while the OSD boots: without this it notices the OSD up only 5 s later
 objecter_tick_interval = 0.2
-rgw_frontends = beast endpoint=127.0.0.1:{rgw_port}
+rgw_frontends = beast endpoint=127.0.0.1:{rgw_port} tcp_nodelay=1
 rgw_dns_name = localhost
 # 512 threads by default, for a test gateway on a few cores
 rgw_thread_pool_size = 64
