@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 
 from .background import BackgroundTask
 from .locks import Locker, LockTimeout
-from .stores import Lister, Terminater, UploadInfo, UploadNotFound
+from .stores import LeftoverSweeper, Lister, Terminater, UploadInfo, UploadNotFound
 from .stores.base import Store
 
 log = logging.getLogger("tusd_py.expiry")
@@ -66,6 +66,12 @@ class ExpirySweeper:
                 continue
         if removed:
             log.info("expired %d unfinished uploads", len(removed))
+        if isinstance(self.store, LeftoverSweeper):
+            # Leftovers of uploads no request will ever finish (an instance died mid-way):
+            # abandoned after the same idle time as an unfinished upload.
+            leftovers = await self.store.abort_abandoned(self.expire_after)
+            if leftovers:
+                log.info("removed %d leftovers of abandoned uploads", leftovers)
         return removed
 
 

@@ -27,6 +27,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tusd_py.app import create_app
+from tusd_py.expiry import ExpirySweeper
+from tusd_py.locks import MemoryLocker
 from tusd_py.stores import NewUpload, S3Store, S3Unavailable, UploadNotFound
 from tusd_py.stores.s3_bucket import Bucket, is_not_found
 from tusd_py.stores.s3_budget import MemoryBudget
@@ -578,6 +580,22 @@ async def test_abandoned_multipart_uploads_and_objects_are_swept(store: S3Store)
     assert await read_all(store, "done") == b"abc"
     assert (await store.get_info("fin")).offset == 0
     assert await store.abort_abandoned(older_than=0) == 0
+
+
+async def test_the_expiry_sweep_removes_idle_uploads_and_abandoned_multipart_uploads(store: S3Store) -> None:
+    await store.create(NewUpload("idle", 10 * PART))
+    await store.append("idle", 0, stream(*pieces(random.randbytes(PART + 10))))
+    await store.create(NewUpload("done", 3))
+    await store.append("done", 0, stream(b"abc"))
+    # An instance died between starting the multipart upload and writing the info object.
+    await store.bucket.start_multipart(store.prefix + "orphan")
+    sweeper = ExpirySweeper(store, MemoryLocker(timeout=1), expire_after=0.5)
+    assert await sweeper.sweep() == []
+    assert sorted(await multiparts(store)) == ["idle", "orphan"]
+    await asyncio.sleep(1.0)
+    assert await sweeper.sweep() == ["idle"]
+    assert await multiparts(store) == []
+    assert await keys(store) == ["done", "done.info"]
 
 
 # -- error tolerance ----------------------------------------------------------------------

@@ -5,6 +5,7 @@ from typing import TYPE_CHECKING, Any
 from .base import (
     Buffer,
     Concater,
+    LeftoverSweeper,
     LengthDeferrer,
     Lister,
     NewUpload,
@@ -22,6 +23,7 @@ __all__ = [
     "Buffer",
     "Concater",
     "FileStore",
+    "LeftoverSweeper",
     "LengthDeferrer",
     "Lister",
     "NewUpload",

@@ -114,3 +114,10 @@ class Concater(Protocol):
 class Lister(Protocol):
     def list_uploads(self) -> AsyncIterator[str]:
         """Every upload id in the store, for the expiry sweep."""
+
+
+@runtime_checkable
+class LeftoverSweeper(Protocol):
+    async def abort_abandoned(self, older_than: float) -> int:
+        """Remove what interrupted or crashed uploads left behind (e.g. multipart uploads no
+        upload names) older than `older_than` seconds; return how many things went."""
