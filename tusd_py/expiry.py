@@ -8,7 +8,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from .background import BackgroundTask
-from .locks import Locker, LockTimeout
+from .locks import Locker, LockTimeout, LockUnavailable
 from .stores import LeftoverSweeper, Lister, Terminater, UploadInfo, UploadNotFound
 from .stores.base import Store
 
@@ -43,6 +43,8 @@ class ExpirySweeper:
         while True:
             try:
                 await self.sweep()
+            except LockUnavailable as error:
+                log.warning("expiry sweep skipped: %s", error)
             except Exception:
                 log.exception("expiry sweep failed; trying again later")
             await asyncio.sleep(self.interval)

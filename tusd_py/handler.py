@@ -1,7 +1,9 @@
-"""The tus ASGI application: the only layer that knows HTTP.
+"""The ASGI application: the only layer that knows HTTP.
 
 It routes a request, parses its headers with the sans-I/O `protocol` package, takes the
-upload's lock and drives the store. It knows nothing of how a store keeps bytes.
+upload's lock and drives the store. It knows nothing of how a store keeps bytes. It
+speaks tus 1.0; a request naming the IETF draft's interop version goes to `draft.py`,
+which uses the same shared steps (locking, appending a body, finishing with hooks).
 """
 
 from __future__ import annotations
@@ -11,18 +13,21 @@ import contextlib
 import errno
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field, replace
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
 from email.utils import formatdate
 
 from starlette.types import Message, Receive, Scope, Send
 
 from . import protocol as p
 from .body import BodyReader
+from .draft import DraftHandler
+from .exchange import Reply, Request
 from .expiry import ExpirySweeper
 from .hooks import HookFailed, Hooks, HookType
 from .hooks.events import HookEvent, HookResponse, HTTPResponse, RequestSnapshot, UploadSnapshot
-from .locks import Locker, LockTimeout
+from .locks import Locker, LockTimeout, LockUnavailable
+from .protocol import draft as d
 from .protocol.download import download_headers
 from .stores import (
     Concater,
@@ -59,18 +64,24 @@ class TusOptions:
         object.__setattr__(self, "base_path", path.replace("//", "/"))
 
 
-@dataclass
-class Reply:
-    status: int
-    headers: dict[str, str] = field(default_factory=dict)
-    body: bytes = b""
-    stream: AsyncIterator[bytes] | None = None
+# Checks (and may change) an upload under its lock, before or after its body is read.
+Admit = Callable[[UploadInfo], Awaitable[UploadInfo]]
+
+
+@dataclass(frozen=True)
+class Received:
+    """What a request's body did to an upload."""
+
+    info: UploadInfo
+    # This request stored the last byte: the upload is to be finished (hooks included).
+    finished: bool
+    # The body ended early, its bytes kept: what the client is told.
+    interrupted: p.TusError | None = None
 
 
 _INTERRUPTIONS = {
     "released": (400, "upload was interrupted by another request for it"),
     "timeout": (408, "no data received within the read timeout"),
-    "disconnect": (400, "client disconnected"),
     "overflow": (413, "body goes past the upload's length"),
     "stopped": (400, "upload has been stopped by the server"),
     "shutdown": (503, "server is shutting down"),
@@ -78,7 +89,8 @@ _INTERRUPTIONS = {
 
 
 class TusHandler:
-    """An ASGI app serving tus 1.0.0 under `options.base_path`."""
+    """An ASGI app serving tus 1.0.0 under `options.base_path`, and beside it the IETF
+    resumable uploads draft: a request naming an interop version speaks the draft."""
 
     def __init__(
         self,
@@ -97,6 +109,7 @@ class TusHandler:
             if hooks.outbox is not None:
                 metrics.watch_outbox(hooks.outbox.pending)
         self.store = store
+        self._locker = locker
         self.locker: Locker = MeteredLocker(locker, metrics)
         self.options = options or TusOptions()
         self.hooks = hooks
@@ -111,6 +124,8 @@ class TusHandler:
         self._sweeper: ExpirySweeper | None = None
         if self.options.expire_after and isinstance(store, Lister) and isinstance(store, Terminater):
             self._sweeper = ExpirySweeper(store, locker, self.options.expire_after, on_expired=self._expired)
+        # The IETF draft's verbs, on the same store, locks and hooks; chosen per request.
+        self._draft = DraftHandler(self)
 
     # -- what this server offers ------------------------------------------------------
 
@@ -145,34 +160,41 @@ class TusHandler:
             started = True
             await send(message)
 
+        headers, header_bytes = _read_headers(scope)
+        # Chosen per request: each protocol answers its own requests, refusals included.
+        speaks = d.protocol_of(headers)
+        refuse = self._draft.error_reply if speaks == d.DRAFT else _error_reply
         try:
-            reply = await self._dispatch(scope, receive)
+            reply = await self._dispatch(scope, receive, headers, header_bytes, speaks)
         except p.TusError as error:
-            reply = _error_reply(error.status, error.reason, error.headers)
+            reply = refuse(error)
         except UploadNotFound:
-            reply = _error_reply(404, "upload not found")
+            reply = refuse(p.TusError(404, "upload not found"))
         except LockTimeout:
-            reply = _error_reply(423, "upload is locked by another request")
+            reply = refuse(p.TusError(423, "upload is locked by another request"))
+        except LockUnavailable:
+            reply = refuse(p.TusError(503, "lock service unavailable"))
         except HookFailed as error:
-            reply = _error_reply(error.status, error.reason)
-        except Exception:
-            log.exception("unexpected error")
-            reply = _error_reply(500, "internal server error")
+            reply = refuse(p.TusError(error.status, error.reason))
         except OSError as error:
+            # Before Exception, which would catch it too: a full disk is 507, not 500.
             log.exception("storage error")
             if error.errno in (errno.ENOSPC, errno.EDQUOT):
-                reply = _error_reply(507, "server storage is full")
+                reply = refuse(p.TusError(507, "server storage is full"))
             else:
-                reply = _error_reply(503, "storage unavailable")
+                reply = refuse(p.TusError(503, "storage unavailable"))
+        except Exception:
+            log.exception("unexpected error")
+            reply = refuse(p.TusError(500, "internal server error"))
         try:
             await _send_reply(tracked_send, reply)
         except OSError:
             # The download's source failed mid-stream; the headers are gone already.
             log.exception("download aborted")
             if not started:
-                await _send_reply(send, _error_reply(503, "storage unavailable"))
+                await _send_reply(send, refuse(p.TusError(503, "storage unavailable")))
         if reply.status >= 400:
-            self.metrics.tus_error(reply.status, reply.body.decode("utf-8", "replace"))
+            self.metrics.tus_error(reply.status, reply.reason)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -216,39 +238,40 @@ class TusHandler:
         await self._notify(HookType.POST_TERMINATE, info, RequestSnapshot(method="DELETE", uri="", remote_addr=""))
 
     async def aclose(self) -> None:
-        """Stop the background work (expiry sweep, hook delivery); the outbox stays on disk."""
+        """Stop the background work (expiry sweep, hook delivery; the outbox stays on disk),
+        then close the store's and the locker's connections, if they keep any."""
         if self._sweeper is not None:
             await self._sweeper.stop()
         if self.hooks is not None:
             await self.hooks.close()
+        for resource in (self.store, self._locker):
+            close = getattr(resource, "aclose", None)
+            if close is not None:
+                await close()
 
-    async def _dispatch(self, scope: Scope, receive: Receive) -> Reply:
-        headers: dict[str, str] = {}
-        total = 0
-        for raw_name, raw_value in scope["headers"]:
-            total += len(raw_name) + len(raw_value)
-            headers[raw_name.decode("latin-1").lower()] = raw_value.decode("latin-1")
+    async def _dispatch(
+        self, scope: Scope, receive: Receive, headers: dict[str, str], header_bytes: int, speaks: str
+    ) -> Reply:
         method = scope["method"]
         override = headers.get("x-http-method-override")
         if method == "POST" and override:
             method = override.strip().upper()
         self.metrics.tus_request(method)
-        if total > MAX_HEADER_BYTES:
+        if header_bytes > MAX_HEADER_BYTES:
             raise p.TusError(431, "request headers are too large")
         route = self._route(scope)
         if route is None:
             raise p.TusError(404, "not found")
-        request = _Request(scope, receive, headers, method)
+        request = Request(scope, receive, headers, method)
+        if speaks == d.DRAFT:
+            return await self._draft.dispatch(request, route)
         if route == "":
             if method == "OPTIONS":
                 return self._options()
             if method == "POST":
                 return await self._create(request)
             raise p.TusError(405, "method not allowed", {"Allow": "OPTIONS, POST"})
-        upload_id = p.check_upload_id(route)
-        record = record_of(scope)
-        if record is not None:
-            record.upload_id = upload_id
+        upload_id = self._upload_id(scope, route)
         if method == "OPTIONS":
             return self._options()
         if method == "GET":
@@ -260,7 +283,16 @@ class TusHandler:
             return await self._head(request, upload_id)
         if method == "PATCH":
             return await self._patch(request, upload_id)
-        return await self._terminate(request, upload_id)
+        await self._terminate(request, upload_id)
+        return Reply(204)
+
+    @staticmethod
+    def _upload_id(scope: Scope, route: str) -> str:
+        upload_id = p.check_upload_id(route)
+        record = record_of(scope)
+        if record is not None:
+            record.upload_id = upload_id
+        return upload_id
 
     def _route(self, scope: Scope) -> str | None:
         """'' for the creation endpoint, the id segment for an upload, None otherwise."""
@@ -288,7 +320,7 @@ class TusHandler:
             headers["Tus-Max-Size"] = str(self.options.max_size)
         return Reply(204, headers)
 
-    async def _create(self, request: _Request) -> Reply:
+    async def _create(self, request: Request) -> Reply:
         h = request.headers
         p.check_tus_resumable(h.get("tus-resumable"))
         concat = p.parse_upload_concat(h.get("upload-concat"))
@@ -314,6 +346,41 @@ class TusHandler:
             is_final=is_final,
             partial_uploads=tuple(u.id for u in partials),
         )
+        checksum = p.parse_checksum(h.get("upload-checksum")) if has_body else None
+        info, headers = await self._open(upload, request)
+        if is_final:
+            info = await self._link_final(info, partials, request)
+        else:
+            try:
+                interrupted = None
+                if has_body:
+                    admit = self._tus_admit(request, 0, None)
+                    received = await self._receive(info.id, request, admit, checksum=checksum)
+                    info, finished, interrupted = received.info, received.finished, received.interrupted
+                else:
+                    # An empty upload is finished the moment it exists.
+                    finished = info.is_complete
+                if finished:
+                    headers.update(await self._finish(info, request))
+                if interrupted is not None:
+                    raise interrupted
+            except (p.TusError, HookFailed) as error:
+                # The upload exists: the client needs its URL to resume whatever went wrong.
+                if isinstance(error, HookFailed):
+                    error = p.TusError(error.status, error.reason)
+                error.headers.update(headers)
+                raise error from None
+        if not is_final:
+            # Not required without a body, but clients that always send one expect it.
+            headers["Upload-Offset"] = str(info.offset)
+        headers.update(self._expiry_header(info))
+        return Reply(201, headers)
+
+    async def _open(self, upload: NewUpload, request: Request) -> tuple[UploadInfo, dict[str, str]]:
+        """Create the upload as the pre-create hook allows, then tell post-create.
+
+        Returns it and the headers of the answer so far: the hook's and Location.
+        """
         headers: dict[str, str] = {}
         if self._wants(HookType.PRE_CREATE):
             upload, headers = await self._pre_create(upload, request)
@@ -327,30 +394,9 @@ class TusHandler:
             record.upload_id = info.id
         headers["Location"] = request.upload_url(self.options, info.id)
         await self._notify(HookType.POST_CREATE, info, request)
-        if is_final:
-            info = await self._link_final(info, partials, request)
-        else:
-            try:
-                if has_body:
-                    info, finished = await self._receive(info.id, 0, request)
-                else:
-                    # An empty upload is finished the moment it exists.
-                    finished = info.is_complete
-                if finished:
-                    headers.update(await self._finish(info, request))
-            except (p.TusError, HookFailed) as error:
-                # The upload exists: the client needs its URL to resume whatever went wrong.
-                if isinstance(error, HookFailed):
-                    error = p.TusError(error.status, error.reason)
-                error.headers.update(headers)
-                raise error from None
-        if not is_final:
-            # Not required without a body, but clients that always send one expect it.
-            headers["Upload-Offset"] = str(info.offset)
-        headers.update(self._expiry_header(info))
-        return Reply(201, headers)
+        return info, headers
 
-    async def _pre_create(self, upload: NewUpload, request: _Request) -> tuple[NewUpload, dict[str, str]]:
+    async def _pre_create(self, upload: NewUpload, request: Request) -> tuple[NewUpload, dict[str, str]]:
         """Ask the pre-create hook; apply its changes or answer with its refusal."""
         snapshot = UploadSnapshot(
             id="",
@@ -374,9 +420,9 @@ class TusHandler:
             upload = replace(upload, metadata=dict(changes.metadata))
         return upload, _hook_headers(response.http_response)
 
-    async def _head(self, request: _Request, upload_id: str) -> Reply:
+    async def _head(self, request: Request, upload_id: str) -> Reply:
         async with self.locker.hold(upload_id, _ignore, requested_at=request.arrived_at):
-            info = await self._live_info(upload_id)
+            info = await self._live_info(upload_id, d.TUS)
             if info.is_final and not info.is_complete:
                 info = await self._complete_final(info, request)
         headers = {"Cache-Control": "no-store"}
@@ -396,20 +442,37 @@ class TusHandler:
         headers.update(self._expiry_header(info))
         return Reply(200, headers)
 
-    async def _patch(self, request: _Request, upload_id: str) -> Reply:
+    async def _patch(self, request: Request, upload_id: str) -> Reply:
         h = request.headers
         p.check_patch_content_type(h.get("content-type"))
         offset = p.parse_upload_offset(h.get("upload-offset"))
         declared_length = p.parse_upload_length(h.get("upload-length"))
+        checksum = p.parse_checksum(h.get("upload-checksum"))
+        admit = self._tus_admit(request, offset, declared_length)
+        received = await self._receive(upload_id, request, admit, checksum=checksum)
+        info = received.info
         headers = {}
-        info, finished = await self._receive(upload_id, offset, request, declared_length)
-        if finished:
+        if received.finished:
             headers.update(await self._finish_partial(info, request))
+        if received.interrupted is not None:
+            raise received.interrupted
         headers["Upload-Offset"] = str(info.offset)
         headers.update(self._expiry_header(info))
         return Reply(204, headers)
 
-    async def _finish_partial(self, info: UploadInfo, request: _Request) -> dict[str, str]:
+    def _tus_admit(self, request: Request, offset: int, declared_length: int | None) -> Admit:
+        async def admit(info: UploadInfo) -> UploadInfo:
+            if info.is_final:
+                raise p.TusError(403, "a final upload cannot be modified")
+            if offset != info.offset:
+                raise p.TusError(409, f"Upload-Offset {offset} does not match the upload's offset {info.offset}")
+            if declared_length is not None:
+                info = await self._declare_length(info, declared_length, request)
+            return info
+
+        return admit
+
+    async def _finish_partial(self, info: UploadInfo, request: Request) -> dict[str, str]:
         """Finish an upload, then the final uploads that were waiting for it."""
         headers = await self._finish(info, request)
         for final_id in info.waiting_finals:
@@ -421,11 +484,12 @@ class TusHandler:
                 log.info("final upload %s not completed: %s", final_id, error)
         return headers
 
-    async def _terminate(self, request: _Request, upload_id: str) -> Reply:
+    async def _terminate(self, request: Request, upload_id: str, protocol: str = d.TUS) -> None:
         if not isinstance(self.store, Terminater):
             raise p.TusError(405, "termination is not supported by this store", {"Allow": UPLOAD_METHODS})
         async with self.locker.hold(upload_id, _ignore, requested_at=request.arrived_at):
             info = await self.store.get_info(upload_id)
+            _check_protocol(info, protocol)
             if self._wants(HookType.PRE_TERMINATE):
                 response = await self._ask(HookType.PRE_TERMINATE, _snapshot(info), request)
                 if response.reject_termination:
@@ -433,9 +497,8 @@ class TusHandler:
             await self.store.terminate(upload_id)
         self.metrics.upload_terminated()
         await self._notify(HookType.POST_TERMINATE, info, request)
-        return Reply(204)
 
-    async def _download(self, request: _Request, upload_id: str) -> Reply:
+    async def _download(self, request: Request, upload_id: str) -> Reply:
         info = await self.store.get_info(upload_id)
         if not info.is_complete or info.size is None:
             raise p.TusError(409, "upload is not complete")
@@ -452,8 +515,9 @@ class TusHandler:
 
     # -- shared steps -----------------------------------------------------------------
 
-    async def _live_info(self, upload_id: str) -> UploadInfo:
+    async def _live_info(self, upload_id: str, protocol: str) -> UploadInfo:
         info = await self.store.get_info(upload_id)
+        _check_protocol(info, protocol)
         if self._is_expired(info):
             raise p.TusError(410, "upload has expired")
         return info
@@ -474,7 +538,7 @@ class TusHandler:
         if size is not None and self.options.max_size and size > self.options.max_size:
             raise p.TusError(413, f"upload is larger than the maximum size of {self.options.max_size} bytes")
 
-    async def _declare_length(self, info: UploadInfo, length: int, request: _Request) -> UploadInfo:
+    async def _declare_length(self, info: UploadInfo, length: int, request: Request) -> UploadInfo:
         if not info.size_is_deferred:
             if length != info.size:
                 raise p.TusError(400, "Upload-Length cannot be changed once set")
@@ -490,23 +554,29 @@ class TusHandler:
         return await self.store.declare_length(info.id, length)
 
     async def _receive(
-        self, upload_id: str, offset: int, request: _Request, declared_length: int | None = None
-    ) -> tuple[UploadInfo, bool]:
-        """Under the upload's lock: check the offset, stream the body in, report progress.
+        self,
+        upload_id: str,
+        request: Request,
+        admit: Admit,
+        *,
+        protocol: str = d.TUS,
+        checksum: p.Checksum | None = None,
+        conclude: Admit | None = None,
+    ) -> Received:
+        """Under the upload's lock: let `admit` check (and may change) the upload, stream
+        the body in, report progress; once the whole body is in, `conclude` may change
+        the upload again (the draft declares the length then).
 
-        Returns the new info and whether this request finished the upload.
+        A body that ended early keeps its bytes: the result says why it ended, and still
+        says whether this request finished the upload, so that no finish goes unheard.
         """
         reader = BodyReader(request.receive, read_timeout=self.options.read_timeout)
         progress: list[asyncio.Task[None]] = []
         async with self.locker.hold(upload_id, lambda: reader.stop("released"), requested_at=request.arrived_at):
-            info = await self._live_info(upload_id)
-            if info.is_final:
-                raise p.TusError(403, "a final upload cannot be modified")
+            info = await self._live_info(upload_id, protocol)
             was_complete = info.is_complete
-            if offset != info.offset:
-                raise p.TusError(409, f"Upload-Offset {offset} does not match the upload's offset {info.offset}")
-            if declared_length is not None:
-                info = await self._declare_length(info, declared_length, request)
+            info = await admit(info)
+            offset = info.offset
             if self._wants(HookType.POST_RECEIVE):
                 assert self.hooks is not None
                 start = info
@@ -522,21 +592,22 @@ class TusHandler:
             self._receiving[info.id] = reader
             if self._draining:
                 reader.stop("shutdown")
+            interrupted: p.TusError | None = None
             try:
-                info = await self._append(info, offset, request, reader)
+                info = await self._append(info, offset, request, reader, checksum)
                 head = reader.unseen_head()
                 if head is not None and info.is_complete:
                     # The whole upload is shorter than the head the hook asked for.
                     await self._judge_first_bytes(info, request, head, reader, rejected)
                 if rejected:
                     raise _hook_refusal(rejected[0], 400, "upload rejected by server")
+                interrupted = self._interruption(reader, info)
+                if reader.complete and conclude is not None:
+                    info = await conclude(info)
             except p.TusError:
                 if rejected:
                     await self._reject_upload(info, request)
                     raise _hook_refusal(rejected[0], 400, "upload rejected by server") from None
-                stop_response = self._stop_responses.get(info.id)
-                if stop_response is not None:
-                    raise _hook_refusal(stop_response, 400, "upload has been stopped by the server") from None
                 raise
             finally:
                 del self._receiving[info.id]
@@ -545,10 +616,21 @@ class TusHandler:
                     await asyncio.gather(*progress, return_exceptions=True)
                 if self._wants(HookType.POST_RECEIVE) and not rejected:
                     await self._notify(HookType.POST_RECEIVE, await self.store.get_info(info.id), request)
-        return info, info.is_complete and not was_complete
+        return Received(info, info.is_complete and not was_complete, interrupted)
+
+    def _interruption(self, reader: BodyReader, info: UploadInfo) -> p.TusError | None:
+        """Why the body ended early, as the client is told; None if it did not, or if the
+        client is gone and hears nothing."""
+        if reader.interrupted is None or reader.interrupted == "disconnect":
+            return None
+        stop_response = self._stop_responses.get(info.id)
+        if stop_response is not None:
+            return _hook_refusal(stop_response, 400, "upload has been stopped by the server")
+        status, reason = _INTERRUPTIONS.get(reader.interrupted, (400, reader.interrupted))
+        return p.TusError(status, reason, {"Upload-Offset": str(info.offset)})
 
     async def _watch_first_bytes(
-        self, info: UploadInfo, request: _Request, reader: BodyReader, rejected: list[HTTPResponse]
+        self, info: UploadInfo, request: Request, reader: BodyReader, rejected: list[HTTPResponse]
     ) -> None:
         """Arrange the first-bytes hook for this body if the upload's head is still arriving."""
         assert self.hooks is not None
@@ -565,7 +647,7 @@ class TusHandler:
         reader.watch_head(prefix, need, judge)
 
     async def _judge_first_bytes(
-        self, info: UploadInfo, request: _Request, head: bytes, reader: BodyReader, rejected: list[HTTPResponse]
+        self, info: UploadInfo, request: Request, head: bytes, reader: BodyReader, rejected: list[HTTPResponse]
     ) -> None:
         assert self.hooks is not None
         event = HookEvent(HookType.FIRST_BYTES, _snapshot(info), request.snapshot(), head=head)
@@ -576,7 +658,7 @@ class TusHandler:
             self._stop_responses[info.id] = response.http_response
             reader.stop("stopped")
 
-    async def _reject_upload(self, info: UploadInfo, request: _Request) -> None:
+    async def _reject_upload(self, info: UploadInfo, request: Request) -> None:
         """A first-bytes hook refused the content: its bytes go. The lock is held."""
         if isinstance(self.store, Terminater):
             with contextlib.suppress(UploadNotFound):
@@ -600,11 +682,11 @@ class TusHandler:
             async with self.locker.hold(upload_id, _ignore):
                 pass
 
-    async def _append(self, info: UploadInfo, offset: int, request: _Request, reader: BodyReader) -> UploadInfo:
+    async def _append(
+        self, info: UploadInfo, offset: int, request: Request, reader: BodyReader, checksum: p.Checksum | None
+    ) -> UploadInfo:
         """Stream the request body into the store at `offset` and return the new info."""
-        h = request.headers
-        content_length = p.parse_content_length(h.get("content-length"))
-        checksum = p.parse_checksum(h.get("upload-checksum"))
+        content_length = p.parse_content_length(request.headers.get("content-length"))
         if info.size is not None:
             limit: int | None = info.size - offset
         elif self.options.max_size:
@@ -625,11 +707,7 @@ class TusHandler:
             record = record_of(request.scope)
             if record is not None:
                 record.bytes_received = (record.bytes_received or 0) + reader.received
-        # A client that disconnected hears nothing; every other early end is answered.
-        if reader.interrupted is not None and reader.interrupted != "disconnect":
-            status, reason = _INTERRUPTIONS.get(reader.interrupted, (400, reader.interrupted))
-            raise p.TusError(status, reason, {"Upload-Offset": str(new_offset)})
-        if checksum is not None and reader.digest() != checksum.digest:
+        if checksum is not None and reader.interrupted is None and reader.digest() != checksum.digest:
             raise p.TusError(p.CHECKSUM_MISMATCH, "checksum mismatch: the body was discarded")
         return await self.store.get_info(info.id) if new_offset != offset else info
 
@@ -649,7 +727,7 @@ class TusHandler:
             self._check_max_size(sum(s for s in sizes if s is not None))
         return tuple(partials)
 
-    async def _link_final(self, final: UploadInfo, partials: tuple[UploadInfo, ...], request: _Request) -> UploadInfo:
+    async def _link_final(self, final: UploadInfo, partials: tuple[UploadInfo, ...], request: Request) -> UploadInfo:
         assert isinstance(self.store, Concater)
         for partial in partials:
             if not partial.is_complete:
@@ -658,7 +736,7 @@ class TusHandler:
         async with self.locker.hold(final.id, _ignore):
             return await self._complete_final(final, request)
 
-    async def _complete_final(self, final: UploadInfo, request: _Request) -> UploadInfo:
+    async def _complete_final(self, final: UploadInfo, request: Request) -> UploadInfo:
         """Concatenate the final upload if every partial is finished. Hold its lock."""
         if final.is_complete:
             return final
@@ -683,21 +761,21 @@ class TusHandler:
     def _wants(self, hook_type: HookType) -> bool:
         return self.hooks is not None and self.hooks.wants(hook_type)
 
-    async def _ask(self, hook_type: HookType, upload: UploadSnapshot, request: _Request) -> HookResponse:
+    async def _ask(self, hook_type: HookType, upload: UploadSnapshot, request: Request) -> HookResponse:
         assert self.hooks is not None
         return await self.hooks.call(HookEvent(hook_type, upload, request.snapshot()))
 
-    async def _notify(self, hook_type: HookType, info: UploadInfo, request: _Request | RequestSnapshot) -> None:
+    async def _notify(self, hook_type: HookType, info: UploadInfo, request: Request | RequestSnapshot) -> None:
         if self._wants(hook_type):
             assert self.hooks is not None
-            snapshot = request.snapshot() if isinstance(request, _Request) else request
+            snapshot = request.snapshot() if isinstance(request, Request) else request
             try:
                 await self.hooks.notify(HookEvent(hook_type, _snapshot(info), snapshot))
             except Exception:
                 # A non-blocking hook never changes the client's answer: its bytes are safe.
                 log.exception("could not record the %s event", hook_type)
 
-    async def _finish(self, info: UploadInfo, request: _Request) -> dict[str, str]:
+    async def _finish(self, info: UploadInfo, request: Request) -> dict[str, str]:
         """pre-finish may fail the request that stored the last byte; post-finish follows."""
         headers: dict[str, str] = {}
         if self._wants(HookType.PRE_FINISH):
@@ -708,39 +786,6 @@ class TusHandler:
         self.metrics.upload_finished()
         await self._notify(HookType.POST_FINISH, info, request)
         return headers
-
-
-class _Request:
-    """The parts of an HTTP request the verbs need."""
-
-    def __init__(self, scope: Scope, receive: Receive, headers: dict[str, str], method: str) -> None:
-        self.scope = scope
-        self.receive = receive
-        self.headers = headers
-        self.method = method
-        # When the request arrived, so that only newer requests preempt a lock holder.
-        self.arrived_at = time.time()
-
-    def snapshot(self) -> RequestSnapshot:
-        header: dict[str, list[str]] = {}
-        for raw_name, raw_value in self.scope["headers"]:
-            name = "-".join(part.capitalize() for part in raw_name.decode("latin-1").split("-"))
-            header.setdefault(name, []).append(raw_value.decode("latin-1"))
-        client = self.scope.get("client")
-        query = self.scope.get("query_string", b"").decode("latin-1")
-        path = self.scope.get("raw_path") or self.scope["path"].encode()
-        return RequestSnapshot(
-            method=self.method,
-            uri=path.decode("latin-1") + ("?" + query if query else ""),
-            remote_addr=f"{client[0]}:{client[1]}" if client else "",
-            header={k: tuple(v) for k, v in header.items()},
-        )
-
-    def upload_url(self, options: TusOptions, upload_id: str) -> str:
-        origin = p.public_origin(
-            self.scope.get("scheme", "http"), self.headers, self.scope.get("server"), behind_proxy=options.behind_proxy
-        )
-        return origin.url(self.scope.get("root_path", "") + options.base_path + upload_id)
 
 
 def _snapshot(info: UploadInfo) -> UploadSnapshot:
@@ -766,22 +811,45 @@ def _hook_refusal(response: HTTPResponse, status: int, reason: str) -> p.TusErro
     return p.TusError(response.status_code or status, response.body or reason, _hook_headers(response))
 
 
+def _check_protocol(info: UploadInfo, protocol: str) -> None:
+    """An upload is served only by the protocol that created it: the two disagree on what
+    completes an upload and on what their fields mean."""
+    if info.protocol == protocol:
+        return
+    created_by = "tus 1.0" if info.protocol == d.TUS else "the resumable uploads draft"
+    asked_by = "tus 1.0 (Tus-Resumable)" if protocol == d.TUS else "the draft (Upload-Draft-Interop-Version)"
+    raise p.TusError(400, f"this upload was created with {created_by}; it cannot be used with {asked_by}")
+
+
 def _ignore() -> None:
     """Requests that hold a lock only briefly need not react to release requests."""
 
 
-def _error_reply(status: int, reason: str, headers: dict[str, str] | None = None) -> Reply:
+def _error_reply(error: p.TusError) -> Reply:
     all_headers = {"Content-Type": "text/plain; charset=utf-8"}
-    for name, value in (headers or {}).items():
+    for name, value in error.headers.items():
         # Header names are case-insensitive: a hook's "content-type" replaces ours.
         for existing in [k for k in all_headers if k.lower() == name.lower()]:
             del all_headers[existing]
         all_headers[name] = value
-    return Reply(status, all_headers, (reason + "\n").encode("utf-8"))
+    return Reply(error.status, all_headers, (error.reason + "\n").encode("utf-8"), reason=error.reason)
+
+
+def _read_headers(scope: Scope) -> tuple[dict[str, str], int]:
+    """The request's fields by lowercase name (the last line of a repeated one wins), and
+    how many bytes they take."""
+    headers: dict[str, str] = {}
+    total = 0
+    for raw_name, raw_value in scope["headers"]:
+        total += len(raw_name) + len(raw_value)
+        headers[raw_name.decode("latin-1").lower()] = raw_value.decode("latin-1")
+    return headers, total
 
 
 async def _send_reply(send: Send, reply: Reply) -> None:
-    raw = [(b"tus-resumable", b"1.0.0"), (b"x-content-type-options", b"nosniff")]
+    raw = [(b"x-content-type-options", b"nosniff")]
+    if reply.protocol == d.TUS:
+        raw.insert(0, (b"tus-resumable", b"1.0.0"))
     raw += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers.items()]
     if reply.stream is None and "Content-Length" not in reply.headers and reply.status not in (204, 304):
         raw.append((b"content-length", str(len(reply.body)).encode()))

@@ -21,10 +21,13 @@ hears of each connection opened and closed, and of the server's shutdown.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from typing import Any, Protocol, runtime_checkable
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+
+from .exchange import ARRIVED_AT
 
 HIGH_WATER = 256 * 1024
 
@@ -93,6 +96,11 @@ class TusHttpToolsProtocol(HttpToolsProtocol):
         super().shutdown()
 
     def on_headers_complete(self) -> None:
+        # Stamped as the headers are parsed, not when the app gets round to the request: a
+        # request that waited behind others (a busy loop, a pipelined connection) must not
+        # pass for newer than requests that arrived after it (see Locker.hold).
+        extensions: dict[str, Any] = self.scope.setdefault("extensions", {})
+        extensions[ARRIVED_AT] = time.time()
         super().on_headers_complete()
         # The cycle's task is created but has not run yet, so the swap takes effect from the
         # app's first receive(). Same fields, plus three of ours.

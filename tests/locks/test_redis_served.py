@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
-import pytest
 from services.redis_server import RedisServer
 
 if TYPE_CHECKING:
@@ -87,9 +86,6 @@ def test_a_request_on_b_ends_the_stalled_patch_on_a(
     assert httpx.get(url, timeout=10).content == data
 
 
-@pytest.mark.xfail(
-    reason="LockUnavailable falls into the handler's catch-all: 500, not 503", strict=True, raises=AssertionError
-)
 def test_an_unreachable_redis_answers_503(server_factory: ServerFactory) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
