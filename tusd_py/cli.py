@@ -147,8 +147,8 @@ def serve(config: ServeConfig) -> None:
         "proxy_headers": False,
         "server_header": False,
         "http": TusHttpToolsProtocol,
-        # Ours replaces uvicorn's access log (which would log query strings).
-        "access_log": not config.access_log,
+        # Ours replaces uvicorn's access log (which would log query strings), on or off.
+        "access_log": False,
         "log_config": logging_config(config.log_format),
         "timeout_graceful_shutdown": config.shutdown_timeout + SHUTDOWN_GRACE,
         "ssl_certfile": config.tls_certificate,

@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 @dataclass
 class LoggedServer:
-    """A `tusd-py serve` whose stderr goes to `log_path`."""
+    """A `tusd-py serve` whose stdout and stderr go to `log_path`."""
 
     process: subprocess.Popen[bytes]
     port: int
@@ -56,6 +56,7 @@ def logged_server(upload_dir: Path, log_path: Path, *flags: str, port: int | Non
                 *flags,
             ],
             env=env,
+            stdout=log,
             stderr=log,
         )
     try:

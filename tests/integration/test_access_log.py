@@ -72,6 +72,17 @@ def test_text_format_replaces_uvicorns_access_log(tmp_path: Path) -> None:
     assert '"OPTIONS /files/ HTTP/1.1"' not in text
 
 
+def test_no_access_log_means_no_access_lines_at_all(tmp_path: Path) -> None:
+    with logged_server(tmp_path / "data", tmp_path / "log", "--no-access-log") as server:
+        created = httpx.post(server.endpoint, headers={"Tus-Resumable": "1.0.0", "Upload-Length": "3"})
+        assert created.status_code == 201
+    # Stopped: everything it wrote is in the log. Neither ours nor uvicorn's access line.
+    text = server.log_text()
+    assert "tusd_py.access" not in text
+    assert '"POST /files/ HTTP/1.1"' not in text
+    assert "Application startup complete" in text
+
+
 def test_no_secrets_in_the_log(tmp_path: Path) -> None:
     metadata = "filename " + base64.b64encode(SECRET_NAME.encode()).decode()
     with logged_server(tmp_path / "data", tmp_path / "log", "--assets", "--log-format", "json") as server:
