@@ -49,11 +49,14 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_for_port(port: int, timeout: float = 15.0) -> None:
+def wait_for_port(port: int, timeout: float = 15.0, process: subprocess.Popen[bytes] | None = None) -> None:
+    """Return once something listens on `port`; raise if `process` (the server) exits first."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
             return
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"the server exited with {process.returncode} before listening")
         time.sleep(0.05)
     raise TimeoutError(f"nothing listens on port {port}")
 
@@ -65,29 +68,33 @@ def vm_hwm_bytes(pid: int) -> int:
     raise RuntimeError("no VmHWM in /proc status")
 
 
-class RssSampler:
-    """Polls a process's RSS every `interval` seconds in a thread and keeps the peak."""
+class PeakRss:
+    """Polls the RSS of some processes every `interval` seconds in a thread and keeps each one's peak."""
 
-    def __init__(self, pid: int, interval: float = 0.05) -> None:
-        self.process = psutil.Process(pid)
+    def __init__(self, pids: dict[str, int], interval: float = 0.05) -> None:
+        self.processes = {name: psutil.Process(pid) for name, pid in pids.items()}
         self.interval = interval
-        self.peak = 0
+        self.peak = dict.fromkeys(pids, 0)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            with contextlib.suppress(psutil.Error):
-                self.peak = max(self.peak, self.process.memory_info().rss)
+            for name, process in self.processes.items():
+                with contextlib.suppress(psutil.Error):
+                    self.peak[name] = max(self.peak[name], process.memory_info().rss)
             self._stop.wait(self.interval)
 
-    def __enter__(self) -> RssSampler:
+    def __enter__(self) -> PeakRss:
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
+
+    def mib(self) -> dict[str, float]:
+        return {name: round(rss / MiB, 1) for name, rss in self.peak.items()}
 
 
 @dataclass
@@ -116,7 +123,7 @@ def running_server(upload_dir: Path, cpu: int | None) -> Iterator[Server]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TUSD_")}
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_for_port(port)
+        wait_for_port(port, process=process)
         if cpu is not None:
             os.sched_setaffinity(process.pid, {cpu})
         yield Server(process, port, upload_dir)
@@ -232,7 +239,7 @@ def run_once(size: int, patch_size: int, mode: str, base_dir: Path | None, buffe
             process = psutil.Process(server.process.pid)
             rss_before = process.memory_info().rss
             server_cpu_before = sum(process.cpu_times()[:2])
-            with RssSampler(server.process.pid) as sampler:
+            with PeakRss({"server": server.process.pid}) as sampler:
                 client_cpu_before = time.thread_time()
                 started = time.perf_counter()
                 asyncio.run(upload(server.port, size, patch_size, memoryview(buffer)))
@@ -251,7 +258,7 @@ def run_once(size: int, patch_size: int, mode: str, base_dir: Path | None, buffe
         "seconds": round(seconds, 3),
         "mb_per_s": round(size / seconds / 1e6, 1),
         "server_rss_idle_mib": round(rss_before / MiB, 1),
-        "server_peak_rss_mib": round(sampler.peak / MiB, 1),
+        "server_peak_rss_mib": sampler.mib()["server"],
         "server_vmhwm_mib": round(hwm / MiB, 1),
         "server_cpu_s": round(server_cpu_seconds, 2),
         "client_cpu_s": round(client_cpu_seconds, 2),

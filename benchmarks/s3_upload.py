@@ -22,7 +22,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -32,11 +31,10 @@ from typing import Any
 
 import boto3
 import httpx
-import psutil
+from big_upload import MiB, PeakRss, free_port, parse_size, wait_for_port
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 
-MiB = 1024 * 1024
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -52,14 +50,6 @@ class Target:
     endpoint: str
     keys: Keys
     daemon_pids: dict[str, int]  # empty unless this script started the server
-
-
-def parse_size(text: str) -> int:
-    units = {"K": 1024, "M": MiB, "G": 1024 * MiB}
-    text = text.strip().upper().removesuffix("IB").removesuffix("B")
-    if text and text[-1] in units:
-        return int(float(text[:-1]) * units[text[-1]])
-    return int(text)
 
 
 def s3_client(endpoint: str, keys: Keys, pool_size: int = 10) -> Any:
@@ -113,9 +103,7 @@ def tusd_upload(endpoint: str, keys: Keys, bucket: str, path: Path, part_size: i
 
     Returns the seconds from the first byte sent to the 204, and the server's peak RSS in MiB.
     """
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     env = {
         **os.environ,
         "AWS_ACCESS_KEY_ID": keys.access_key,
@@ -126,17 +114,10 @@ def tusd_upload(endpoint: str, keys: Keys, bucket: str, path: Path, part_size: i
         command = [sys.executable, "-m", "tusd_py.cli", "serve", "--no-assets", "--no-access-log"]
         command += ["--port", str(port), "--upload-dir", upload_dir, "--s3-bucket", bucket]
         command += ["--s3-endpoint", endpoint, "--s3-path-style", "--s3-part-size", str(part_size)]
-        server = subprocess.Popen(command, env=env)
+        # Its stdout (uvicorn's lines) would mix with the JSON lines this script prints.
+        server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
         try:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                    break
-                except OSError:
-                    if time.monotonic() > deadline or server.poll() is not None:
-                        raise RuntimeError("tusd-py serve did not start") from None
-                    time.sleep(0.05)
+            wait_for_port(port, 30, server)
             size = path.stat().st_size
             origin = f"http://127.0.0.1:{port}"
             created = httpx.post(origin + "/files/", headers={"Tus-Resumable": "1.0.0", "Upload-Length": str(size)})
@@ -166,33 +147,16 @@ def tusd_upload(endpoint: str, keys: Keys, bucket: str, path: Path, part_size: i
             server.wait(30)
 
 
-class PeakRss:
-    """Polls the RSS of some processes every `interval` seconds in a thread and keeps each one's peak."""
-
-    def __init__(self, pids: dict[str, int], interval: float = 0.05) -> None:
-        self.processes = {name: psutil.Process(pid) for name, pid in pids.items()}
-        self.interval = interval
-        self.peak = dict.fromkeys(pids, 0)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            for name, process in self.processes.items():
-                with contextlib.suppress(psutil.Error):
-                    self.peak[name] = max(self.peak[name], process.memory_info().rss)
-            self._stop.wait(self.interval)
-
-    def __enter__(self) -> PeakRss:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def mib(self) -> dict[str, float]:
-        return {name: round(rss / MiB, 1) for name, rss in self.peak.items()}
+def timing(run: int, size: int, part_size: int, seconds: float) -> dict[str, object]:
+    """The fields every printed line has: which run, what was sent, how fast."""
+    return {
+        "run": run,
+        "size": size,
+        "part_size": part_size,
+        "seconds": round(seconds, 3),
+        "MB/s": round(size / seconds / 1e6, 1),
+        "MiB/s": round(size / seconds / MiB, 1),
+    }
 
 
 @contextlib.contextmanager
@@ -244,12 +208,7 @@ def main() -> None:
                 seconds, server_rss = tusd_upload(target.endpoint, target.keys, bucket, path, args.part_size)
                 line = {
                     "client": "tusd-py (one PATCH)",
-                    "run": run,
-                    "size": args.size,
-                    "part_size": args.part_size,
-                    "seconds": round(seconds, 3),
-                    "MB/s": round(args.size / seconds / 1e6, 1),
-                    "MiB/s": round(args.size / seconds / MiB, 1),
+                    **timing(run, args.size, args.part_size, seconds),
                     "tusd_py_peak_rss_mib": server_rss,
                 }
                 print(json.dumps(line), flush=True)
@@ -261,12 +220,7 @@ def main() -> None:
                     line = {
                         "client": "boto3",
                         "threads": threads,
-                        "run": run,
-                        "size": args.size,
-                        "part_size": args.part_size,
-                        "seconds": round(seconds, 3),
-                        "MB/s": round(args.size / seconds / 1e6, 1),
-                        "MiB/s": round(args.size / seconds / MiB, 1),
+                        **timing(run, args.size, args.part_size, seconds),
                         "server": "radosgw " + args.objectstore if not args.endpoint else args.endpoint,
                         "server_peak_rss_mib": rss.mib(),
                     }

@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -441,6 +441,17 @@ async def wait_until_processed(service: AssetService, timeout: float = WAIT) -> 
             await asyncio.sleep(0.05)
 
 
+async def run_until_processed(service: AssetService, processors: Sequence[Processor], timeout: float = WAIT) -> None:
+    """Run `processors` until `service` sees no asset left in processing."""
+    for processor in processors:
+        processor.start()
+    try:
+        await wait_until_processed(service, timeout)
+    finally:
+        for processor in processors:
+            await processor.stop()
+
+
 async def test_processors_of_several_instances_process_each_asset_once(
     instances: InstancesFactory, tmp_path: Path, wav: bytes
 ) -> None:
@@ -450,13 +461,7 @@ async def test_processors_of_several_instances_process_each_asset_once(
     ids = await stored_uploads(books, store, wav, 12)
     calls: Counter[str] = Counter()
     processors = [CountingProcessor(service, FileStore(tmp_path / "uploads"), calls) for service in books.services]
-    for processor in processors:
-        processor.start()
-    try:
-        await wait_until_processed(books.first)
-    finally:
-        for processor in processors:
-            await processor.stop()
+    await run_until_processed(books.first, processors)
     assert calls == Counter(ids)
     assert await books.charges() == Counter(ids)
     for asset_id in ids:
@@ -509,12 +514,7 @@ async def test_a_database_error_while_processing_is_retried_after_the_lease(
     await books.first.top_up(books.account_id, 1000)
     ids = await stored_uploads(books, store, wav, 2)
     calls: Counter[str] = Counter()
-    processor = FailingOnceProcessor(books.first, store, calls, lease=0.3)
-    processor.start()
-    try:
-        await wait_until_processed(books.first, timeout=10)
-    finally:
-        await processor.stop()
+    await run_until_processed(books.first, [FailingOnceProcessor(books.first, store, calls, lease=0.3)], timeout=10)
     assert calls == Counter(ids * 2)
     for asset_id in ids:
         row = await books.first.get_asset(asset_id)

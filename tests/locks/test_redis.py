@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import selectors
 import signal
 import socket
-import subprocess
-import sys
 import textwrap
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +16,7 @@ import redis
 from hypothesis import given
 from hypothesis import strategies as st
 from services.redis_server import RedisServer
+from test_file_locker import assert_no_lost_updates, child, read_line
 
 from tusd_py.locks import LockTimeout, LockUnavailable
 from tusd_py.locks.redis import (
@@ -282,28 +279,6 @@ INCREMENTER = textwrap.dedent(
 )
 
 
-def read_line(proc: subprocess.Popen[str], timeout: float) -> str:
-    assert proc.stdout is not None
-    with selectors.DefaultSelector() as selector:
-        selector.register(proc.stdout, selectors.EVENT_READ)
-        if not selector.select(timeout):
-            raise TimeoutError("no output from child process")
-    return proc.stdout.readline().strip()
-
-
-@contextmanager
-def child(script: str, *args: str) -> Iterator[subprocess.Popen[str]]:
-    proc = subprocess.Popen([sys.executable, "-c", script, *args], stdout=subprocess.PIPE, text=True)
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=10)
-        assert proc.stdout is not None
-        proc.stdout.close()
-
-
 async def test_a_holder_in_another_process_is_asked_and_lets_go(
     make_locker: MakeLocker, server: RedisServer, prefix: str
 ) -> None:
@@ -319,23 +294,7 @@ async def test_a_holder_in_another_process_is_asked_and_lets_go(
 
 
 def test_processes_never_hold_a_lock_at_once(server: RedisServer, prefix: str, tmp_path: Path) -> None:
-    counter = tmp_path / "counter"
-    counter.write_text("0")
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", INCREMENTER, server.url, prefix, str(counter), "1.0"],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(2)
-    ]
-    rounds = []
-    for proc in procs:
-        out, _ = proc.communicate(timeout=30)
-        assert proc.returncode == 0
-        rounds.append(int(out))
-    assert all(r > 0 for r in rounds), rounds
-    assert int(counter.read_text()) == sum(rounds)
+    assert_no_lost_updates(tmp_path / "counter", 2, INCREMENTER, server.url, prefix)
 
 
 # -- expiry, renewal and tokens ----------------------------------------------------------
