@@ -26,6 +26,7 @@ import anyio.to_thread
 
 from ..protocol import is_valid_upload_id
 from .base import Buffer, NewUpload, UploadInfo, UploadNotFound
+from .settle import settle
 
 # Received buffers are gathered and written with one pwritev call in a worker thread,
 # while the event loop receives the next batch: memory per upload is about two batches
@@ -60,24 +61,6 @@ def _read_lines(path: str) -> tuple[str, ...]:
             return tuple(dict.fromkeys(line for line in lines.read().splitlines() if line))
     except FileNotFoundError:
         return ()
-
-
-async def _settle(future: asyncio.Future[int]) -> int:
-    """Wait for a write to finish even if this task is cancelled meanwhile."""
-    cancelled = False
-    while True:
-        try:
-            result = await asyncio.shield(future)
-            break
-        except asyncio.CancelledError:
-            if future.done() and not future.cancelled():
-                result = future.result()
-                cancelled = True
-                break
-            cancelled = True
-    if cancelled:
-        raise asyncio.CancelledError
-    return result
 
 
 class FileStore:
@@ -225,7 +208,7 @@ class FileStore:
                 batch_bytes += len(chunk)
                 if batch_bytes >= self._batch_limit() or len(batch) >= BATCH_BUFFERS:
                     if pending is not None:
-                        position += await _settle(pending)
+                        position += await settle(pending)
                     pending = loop.run_in_executor(None, _pwritev_all, fd, batch, position)
                     batch, batch_bytes = [], 0
             ended_normally = True
@@ -234,9 +217,9 @@ class FileStore:
             # in flight are awaited even under cancellation, and the fd outlives them.
             try:
                 if pending is not None:
-                    position += await _settle(pending)
+                    position += await settle(pending)
                 if batch:
-                    position += await _settle(loop.run_in_executor(None, _pwritev_all, fd, batch, position))
+                    position += await settle(loop.run_in_executor(None, _pwritev_all, fd, batch, position))
             finally:
                 if accept is not None and not (ended_normally and accept()):
                     os.ftruncate(fd, offset)

@@ -25,13 +25,14 @@ from aiobotocore.session import AioSession
 
 from ..protocol import is_valid_upload_id
 from .base import Buffer, NewUpload, UploadInfo, UploadNotFound
-from .s3_append import PartWriter, Spool, Tail, settle
+from .s3_append import PartWriter, Spool, Tail
 from .s3_bucket import Bucket, Missing, S3Unavailable
 from .s3_budget import MemoryBudget
 from .s3_concat import copy_parts
 from .s3_layout import MAX_PART, MIN_PART, choose_layout
 from .s3_record import Record, State
 from .s3_sweep import sweep_abandoned
+from .settle import settle
 
 __all__ = ["S3Store", "S3Unavailable"]
 

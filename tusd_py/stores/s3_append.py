@@ -16,7 +16,7 @@ import os
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import IO, TypeVar
+from typing import IO
 
 import anyio.to_thread
 
@@ -29,8 +29,6 @@ from .s3_layout import Extent, Layout, stored_extent
 SPOOL_BATCH = 1024 * 1024
 # Well under IOV_MAX (1024 on Linux).
 SPOOL_BUFFERS = 256
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -166,23 +164,6 @@ class PartWriter:
             self._buffer = None
             self.budget.release(self._reserved)
             self._reserved = 0
-
-
-async def settle(work: asyncio.Future[T]) -> T:
-    """Await `work` to its end even if the caller is cancelled meanwhile, then re-cancel."""
-    cancelled = False
-    while True:
-        try:
-            result = await asyncio.shield(work)
-            break
-        except asyncio.CancelledError:
-            cancelled = True
-            if work.done():
-                result = work.result()
-                break
-    if cancelled:
-        raise asyncio.CancelledError
-    return result
 
 
 class Spool:
