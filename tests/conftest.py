@@ -151,9 +151,13 @@ class S3Backend:
         return dict(self.rgw.env())
 
     def names(self) -> list[str]:
+        """Objects, and multipart uploads not completed (which hold bytes too)."""
+        client = self.rgw.client()
         names: list[str] = []
-        for page in self.rgw.client().get_paginator("list_objects_v2").paginate(Bucket=self.bucket):
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket):
             names.extend(item["Key"] for item in page.get("Contents", []))
+        for page in client.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket):
+            names.extend(f"{upload['Key']} (multipart upload)" for upload in page.get("Uploads", []))
         return sorted(names)
 
     def read(self, upload_id: str) -> bytes:

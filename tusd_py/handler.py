@@ -111,7 +111,7 @@ class TusHandler:
         self.store = store
         self._locker = locker
         self.locker: Locker = MeteredLocker(locker, metrics)
-        self.options = options or TusOptions()
+        self.options = _within_store_limit(options or TusOptions(), store)
         self.hooks = hooks
         # Set when the server shuts down: bodies still arriving are ended, their bytes kept.
         self._draining = False
@@ -860,3 +860,12 @@ async def _send_reply(send: Send, reply: Reply) -> None:
     async for block in reply.stream:
         await send({"type": "http.response.body", "body": block, "more_body": True})
     await send({"type": "http.response.body", "body": b""})
+
+
+def _within_store_limit(options: TusOptions, store: Store) -> TusOptions:
+    """A store that cannot hold uploads past some length (S3: 5 TiB) lowers --max-size to
+    it, so such uploads are refused at creation instead of failing near their end."""
+    limit = getattr(store, "max_upload_size", None)
+    if isinstance(limit, int) and (options.max_size is None or options.max_size > limit):
+        return replace(options, max_size=limit)
+    return options

@@ -7,15 +7,16 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 import pytest
-from conftest import RunningServer, start_server
+from conftest import STORES, RunningServer, start_server, store_backend
 
 TUS = {"Tus-Resumable": "1.0.0"}
 OCTET = {"Content-Type": "application/offset+octet-stream"}
 
 
-@pytest.fixture(scope="module")
-def tus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    server = start_server(tmp_path_factory.mktemp("uploads"))
+@pytest.fixture(scope="module", params=STORES)
+def tus(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    directory = tmp_path_factory.mktemp("uploads")
+    server = start_server(directory, backend=store_backend(request, request.param, directory))
     yield server
     server.stop()
 
@@ -135,12 +136,12 @@ def test_final_of_a_final_is_400(client: httpx.Client, tus: RunningServer) -> No
 
 @pytest.mark.parametrize("value", ["final;", "final", "final;,", "partial;x", "whole", "final;../../etc/passwd"])
 def test_malformed_upload_concat_is_400(client: httpx.Client, tus: RunningServer, value: str) -> None:
-    before = sorted(p.name for p in tus.upload_dir.iterdir())
+    before = tus.store.names()
 
     response = create(client, tus, {"Upload-Concat": value, "Upload-Length": "3"})
 
     assert response.status_code == 400
-    assert sorted(p.name for p in tus.upload_dir.iterdir()) == before
+    assert tus.store.names() == before
 
 
 def test_final_with_upload_length_is_400(client: httpx.Client, tus: RunningServer) -> None:
@@ -237,9 +238,10 @@ def test_head_of_a_final_whose_partial_vanished_does_not_deny_it(client: httpx.C
 # -- --max-size ---------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    server = start_server(tmp_path_factory.mktemp("limited"), "--max-size", "1000")
+@pytest.fixture(scope="module", params=STORES)
+def limited(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    directory = tmp_path_factory.mktemp("limited")
+    server = start_server(directory, "--max-size", "1000", backend=store_backend(request, request.param, directory))
     yield server
     server.stop()
 

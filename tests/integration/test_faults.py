@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import random
+import re
 import socket
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
+import pytest
 
 if TYPE_CHECKING:
     from tests.conftest import RunningServer
@@ -19,6 +19,10 @@ ServerFactory = Callable[..., "RunningServer"]
 
 TUS = {"Tus-Resumable": "1.0.0"}
 MiB = 1024 * 1024
+# Far longer than the server needs to read what reached it and store it (S3 included). A
+# HEAD sooner would ask the PATCH to let go before it took the bytes waiting in the socket;
+# an unfinished upload's bytes are not readable on every store, so they cannot be polled.
+SETTLE = 1.0
 
 
 def create_upload(server: RunningServer, length: int) -> str:
@@ -58,20 +62,6 @@ def patch_headers(offset: int, content_length: int) -> dict[str, str]:
     }
 
 
-def settled_size(path: Path, timeout: float = 10.0, quiet: float = 0.3) -> int:
-    """The file's size once it has stopped changing for `quiet` seconds."""
-    deadline = time.monotonic() + timeout
-    last, since = -1, time.monotonic()
-    while time.monotonic() < deadline:
-        size = path.stat().st_size if path.exists() else -1
-        if size != last:
-            last, since = size, time.monotonic()
-        elif size > 0 and time.monotonic() - since >= quiet:
-            return size
-        time.sleep(0.02)
-    raise TimeoutError(f"{path} did not settle (last size {last})")
-
-
 def head_offset(url: str) -> int:
     response = httpx.head(url, headers=TUS, timeout=10)
     assert response.status_code == 200, response.status_code
@@ -95,21 +85,28 @@ def download(url: str) -> bytes:
     return response.content
 
 
+def assert_finishes_intact(server: RunningServer, url: str, offset: int, payload: bytes) -> None:
+    """Resuming at HEAD's `offset` completes the upload byte for byte: the offset was the truth."""
+    finish(url, offset, payload)
+    assert download(url) == payload
+    assert server.store.read(upload_id(url)) == payload
+
+
+@pytest.mark.all_stores
 def test_dropped_patch_keeps_the_bytes_that_arrived(server: RunningServer) -> None:
     payload = random.Random(1).randbytes(4 * MiB)
     url = create_upload(server, len(payload))
     sent = len(payload) // 2
 
     send_partial(url, "PATCH", patch_headers(0, len(payload)), payload[:sent]).close()
+    time.sleep(SETTLE)
 
-    on_disk = settled_size(server.upload_dir / upload_id(url))
     offset = head_offset(url)
-    assert offset == on_disk
     assert 0 < offset <= sent
-    finish(url, offset, payload)
-    assert download(url) == payload
+    assert_finishes_intact(server, url, offset, payload)
 
 
+@pytest.mark.all_stores
 def test_dropped_creation_with_upload_keeps_the_upload_and_its_bytes(server: RunningServer) -> None:
     payload = random.Random(2).randbytes(4 * MiB)
     sent = len(payload) // 2
@@ -119,50 +116,63 @@ def test_dropped_creation_with_upload_keeps_the_upload_and_its_bytes(server: Run
         "Content-Length": str(len(payload)),
     }
 
+    before = server.store.names()
+
     send_partial(server.endpoint, "POST", headers, payload[:sent]).close()
 
-    # The client never heard the Location; the only upload on disk is the one it made.
+    # The client never heard the Location. Stores name what they keep of an upload after its
+    # id (`<id>`, `<id>.info`, ...): the upload is the one such id that HEAD knows.
     deadline = time.monotonic() + 5
-    while not (infos := list(server.upload_dir.glob("*.info"))) and time.monotonic() < deadline:
+    while server.store.names() == before and time.monotonic() < deadline:
         time.sleep(0.02)
-    assert len(infos) == 1
-    url = server.endpoint + infos[0].stem
-    settled_size(server.upload_dir / infos[0].stem)
-    offset = head_offset(url)
+    time.sleep(SETTLE)
+    gained = set(server.store.names()) - set(before)
+    ids = {match.group() for name in gained if (match := re.match(r"[A-Za-z0-9_-]+", name))}
+    urls = sorted(server.endpoint + upload_id for upload_id in ids)
+    found = [url for url in urls if httpx.head(url, headers=TUS, timeout=10).status_code == 200]
+    assert len(found) == 1, gained
+    offset = head_offset(found[0])
     assert 0 < offset <= sent
-    finish(url, offset, payload)
-    assert download(url) == payload
+    assert_finishes_intact(server, found[0], offset, payload)
 
 
+@pytest.mark.all_stores
 def test_server_killed_mid_upload_resumes_after_restart(server_factory: ServerFactory) -> None:
     server = server_factory()
-    payload = random.Random(3).randbytes(8 * MiB)
+    payload = random.Random(3).randbytes(12 * MiB)
     url = create_upload(server, len(payload))
-    data_file = server.upload_dir / upload_id(url)
-    sock = send_partial(url, "PATCH", patch_headers(0, len(payload)), payload[: 5 * MiB])
+    # What HEAD reported before the kill may never be lost.
+    first = 3 * MiB
+    first_patch = httpx.patch(
+        url,
+        content=payload[:first],
+        headers={**TUS, "Content-Type": "application/offset+octet-stream", "Upload-Offset": "0"},
+        timeout=30,
+    )
+    assert first_patch.status_code == 204
+    reported = head_offset(url)
+    assert reported == first
+    # Killed mid-body: 6 MiB of the 9 left have arrived, the PATCH waits for the rest.
+    sent = 6 * MiB
+    sock = send_partial(url, "PATCH", patch_headers(reported, len(payload) - reported), payload[reported:][:sent])
     try:
-        deadline = time.monotonic() + 10
-        while data_file.stat().st_size < 2 * MiB:
-            assert time.monotonic() < deadline, "the server wrote nothing to disk"
-            time.sleep(0.01)
+        time.sleep(SETTLE)
         server.kill()
     finally:
         sock.close()
-    on_disk = os.stat(data_file).st_size
 
     restarted = server_factory(upload_dir=server.upload_dir)
     url = restarted.endpoint + upload_id(url)
 
     offset = head_offset(url)
-    assert offset == on_disk
-    assert 0 < offset <= 5 * MiB
-    finish(url, offset, payload)
-    assert download(url) == payload
+    assert reported <= offset <= reported + sent
+    assert_finishes_intact(restarted, url, offset, payload)
 
 
 def test_dropped_small_patch_keeps_the_bytes_that_arrived(server: RunningServer) -> None:
     # Each body fits one socket read together with the headers, which is when the loss shows;
-    # several tries make the outcome independent of scheduling luck.
+    # several tries make the outcome independent of scheduling luck. Such a loss would be the
+    # handler's whatever the store: files only (small drops on S3 are test_resume_property's).
     offsets = []
     for _ in range(8):
         url = create_upload(server, MiB)

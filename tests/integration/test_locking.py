@@ -29,6 +29,10 @@ KiB = 1024
 SETTLE = 1.0
 
 ServerFactory = Callable[..., "RunningServer"]
+# Locks are the same whatever the store: S3 runs the one case where the store's part shows,
+# keeping the bytes of a PATCH that was ended. Concurrent PATCHes on S3 are the
+# multi-instance tests' subject.
+ON_FILES = [("file", 1), ("file", 2)]
 
 
 @dataclass
@@ -265,7 +269,7 @@ async def stall_then(server: RunningServer, url: str, newcomer: str, distinct_wo
         other.close()
 
 
-@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize(("tus_store", "workers"), [*ON_FILES, ("s3", 1)], indirect=["tus_store"])
 def test_head_ends_a_stalled_patch_and_its_bytes_are_kept(server_factory: ServerFactory, workers: int) -> None:
     server = server_factory("--workers", str(workers), "--lock-timeout", "5s")
     url = create_upload(server, MiB)

@@ -25,7 +25,7 @@ from aiobotocore.session import AioSession
 
 from ..protocol import is_valid_upload_id
 from .base import Buffer, NewUpload, UploadInfo, UploadNotFound
-from .s3_append import PartWriter, Spool, Tail
+from .s3_append import MEMORY_PART_LIMIT, PartWriter, Spool, Tail
 from .s3_bucket import Bucket, Missing, S3Unavailable
 from .s3_budget import MemoryBudget
 from .s3_concat import copy_parts
@@ -43,12 +43,17 @@ READ_BLOCK = MiB
 class S3Store:
     """Uploads in an S3 bucket. Construction does no I/O; call `aclose()` when done.
 
+    Parts up to 64 MiB are gathered in memory, larger ones in temporary files.
+
     Credentials come from botocore's usual chain (AWS_* variables, shared files, instance
     roles). `part_size` is raised per upload when 10,000 parts would not hold it.
     `max_in_flight` parts of one upload are stored at once; every part buffer of the
     store comes out of `memory_budget` bytes. `session` shares one botocore session (its
     loaded service models) among several stores.
     """
+
+    # S3's largest object: the handler refuses longer uploads up front (413).
+    max_upload_size = 5 * 1024 * 1024 * MiB
 
     def __init__(
         self,
@@ -67,7 +72,7 @@ class S3Store:
             raise ValueError(f"part_size must be between 5 MiB and 5 GiB (S3's limits), not {part_size}")
         if max_in_flight < 1:
             raise ValueError(f"max_in_flight must be at least 1, not {max_in_flight}")
-        if memory_budget < part_size:
+        if memory_budget < min(part_size, MEMORY_PART_LIMIT):
             raise ValueError(f"memory_budget ({memory_budget}) must hold at least one part ({part_size})")
         # Like tusd: a prefix names a folder.
         self.prefix = prefix if not prefix or prefix.endswith("/") else prefix + "/"

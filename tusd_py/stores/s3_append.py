@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import tempfile
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -29,6 +30,10 @@ from .s3_layout import Extent, Layout, stored_extent
 SPOOL_BATCH = 1024 * 1024
 # Well under IOV_MAX (1024 on Linux).
 SPOOL_BUFFERS = 256
+# Parts up to this size are gathered in memory; larger ones (only uploads of hundreds of
+# GiB need them, to stay within 10,000 parts) in a temporary file, so that memory per
+# upload stays bounded whatever its length.
+MEMORY_PART_LIMIT = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -76,7 +81,7 @@ class PartWriter:
         self._tail_pending = extent.tail_counted
         self._part = extent.next_part
         # The part being filled, and its length once full.
-        self._buffer: io.BytesIO | None = None
+        self._buffer: PartBuffer | None = None
         self._length = 0
         self._filled = 0
         self._reserved = 0
@@ -92,7 +97,7 @@ class PartWriter:
             if room <= 0:
                 raise ValueError("bytes past the upload's length")
             piece = view[:room]
-            self._buffer.write(piece)
+            await self._buffer.write(piece)
             self._filled += len(piece)
             self.position += len(piece)
             view = view[len(piece) :]
@@ -101,17 +106,15 @@ class PartWriter:
 
     async def _open_part(self) -> None:
         self._length = self.layout.length_of(self._part, self.size)
-        self._reserved = await self.budget.reserve(self._length)
-        # A BytesIO, not a bytearray: the HTTP client sends it in small slices, where it
-        # would copy a bytearray whole (twice) while sending it.
-        self._buffer = io.BytesIO()
+        self._buffer = MemoryPart() if self._length <= MEMORY_PART_LIMIT else DiskPart()
+        self._reserved = await self.budget.reserve(self._buffer.memory_needed(self._length))
         self._filled = 0
         if self._tail_pending:
             # The tail begins this part: its bytes go first.
             found = await self.bucket.get(self.tail_key)
             if self.tail is None or found is None or len(found[0]) != self.tail.size:
                 raise S3Unavailable(f"the tail of {self.key} changed while it was being appended to")
-            self._buffer.write(found[0])
+            await self._buffer.write(found[0])
             self._filled = self.tail.size
             self._tail_pending = False
 
@@ -127,13 +130,13 @@ class PartWriter:
         self._part += 1
         self._in_flight[number] = asyncio.ensure_future(self._upload(number, body, reserved))
 
-    async def _upload(self, number: int, body: io.BytesIO, reserved: int) -> None:
+    async def _upload(self, number: int, body: PartBuffer, reserved: int) -> None:
         try:
-            size = body.tell()
-            body.seek(0)
-            etag = await self.bucket.upload_part(self.key, self.multipart, number, body)
+            size, content = await body.content()
+            etag = await self.bucket.upload_part(self.key, self.multipart, number, content)
             self.parts[number] = StoredPart(size, etag, time.time())
         finally:
+            body.close()
             self.budget.release(reserved)
 
     async def finish(self) -> Extent:
@@ -150,8 +153,8 @@ class PartWriter:
             if self._filled and extent.next_part == self._part and extent.offset < self.position:
                 # Every part before this one is stored: the unfinished part becomes the tail.
                 assert self._buffer is not None
-                self._buffer.seek(0)
-                await self.bucket.put(self.tail_key, self._buffer, {"part": str(self._part)})
+                _, content = await self._buffer.content()
+                await self.bucket.put(self.tail_key, content, {"part": str(self._part)})
                 self.tail = Tail(self._part, self._filled)
             elif self.tail is not None and not extent.tail_counted and failure is None:
                 # Its bytes are in a stored part now; it no longer counts, and goes.
@@ -161,9 +164,63 @@ class PartWriter:
                 raise failure
             return extent_of(self.layout, self.parts, self.tail)
         finally:
+            if self._buffer is not None:
+                self._buffer.close()
             self._buffer = None
             self.budget.release(self._reserved)
             self._reserved = 0
+
+
+class MemoryPart:
+    """A part gathered in memory: the whole part is reserved from the budget."""
+
+    def __init__(self) -> None:
+        # A BytesIO, not a bytearray: the HTTP client sends it in small slices, where it
+        # would copy a bytearray whole (twice) while sending it.
+        self._file = io.BytesIO()
+
+    @staticmethod
+    def memory_needed(length: int) -> int:
+        return length
+
+    async def write(self, piece: Buffer) -> None:
+        self._file.write(piece)
+
+    async def content(self) -> tuple[int, IO[bytes]]:
+        size = self._file.tell()
+        self._file.seek(0)
+        return size, self._file
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class DiskPart:
+    """A part gathered in a temporary file, written in batches off the event loop."""
+
+    def __init__(self) -> None:
+        # Closed by close(), which the writer calls whatever happens to the part.
+        self._file = tempfile.TemporaryFile()  # noqa: SIM115
+        self._spool = Spool(self._file)
+
+    @staticmethod
+    def memory_needed(length: int) -> int:
+        # Only the batch waiting to be written is in memory.
+        return SPOOL_BATCH
+
+    async def write(self, piece: Buffer) -> None:
+        await self._spool.write(piece)
+
+    async def content(self) -> tuple[int, IO[bytes]]:
+        await self._spool.flush()
+        self._file.seek(0)
+        return self._spool.size, self._file
+
+    def close(self) -> None:
+        self._file.close()
+
+
+PartBuffer = MemoryPart | DiskPart
 
 
 class Spool:
@@ -179,15 +236,15 @@ class Spool:
         self._batch.append(chunk)
         self._batch_bytes += len(chunk)
         if self._batch_bytes >= SPOOL_BATCH or len(self._batch) >= SPOOL_BUFFERS:
-            await self._flush()
+            await self.flush()
 
-    async def _flush(self) -> None:
+    async def flush(self) -> None:
         batch, self._batch, self._batch_bytes = self._batch, [], 0
         if batch:
             self.size += await anyio.to_thread.run_sync(_write_all, self._file.fileno(), batch)
 
     async def blocks(self) -> AsyncIterator[bytes]:
-        await self._flush()
+        await self.flush()
         position = 0
         while position < self.size:
             block = await anyio.to_thread.run_sync(os.pread, self._file.fileno(), SPOOL_BATCH, position)
