@@ -9,6 +9,7 @@ exact and sortable, and BIGINT wherever they are stored (PostgreSQL's INTEGER is
 from __future__ import annotations
 
 import os
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -173,7 +174,7 @@ def _sqlite_engine(url: str) -> AsyncEngine:
         # transaction that later writes can fail with 'database is locked'.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
+        _use_wal(cursor)
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
@@ -184,6 +185,23 @@ def _sqlite_engine(url: str) -> AsyncEngine:
         connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
     return engine
+
+
+def _use_wal(cursor: Any, timeout: float = 30.0) -> None:
+    """Switch the database file to WAL once. Switching needs the file to itself, and SQLite
+    answers 'database is locked' at once (no busy wait) while another connection is
+    opening it: processes starting together on a new database retry here."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode")
+            if cursor.fetchone()[0] != "wal":
+                cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
 
 
 def read_only(engine: AsyncEngine) -> AsyncEngine:
