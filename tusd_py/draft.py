@@ -2,7 +2,7 @@
 
 TusHandler sends a request here when it names an interop version. A draft upload lives
 in the same store, under the same locks, and fires the same hooks as a tus upload;
-every step that touches it is TusHandler's (lock -> store -> hooks), called, not copied.
+every step that touches it is the shared one of `steps.py` (lock -> store -> hooks).
 What is the draft's own: its fields, its answers (problem details, RFC 9457), and what
 completes an upload: a request with `Upload-Complete: ?1` whose content all arrived.
 
@@ -14,27 +14,23 @@ the upload's URL before it sends any byte creates the upload with an empty reque
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
 
 from . import protocol as p
 from .exchange import Reply, Request
 from .hooks import HookFailed
 from .protocol import draft as d
+from .steps import UPLOAD_METHODS, Admit, Received, UploadSteps, ignore_release
 from .stores import LengthDeferrer, NewUpload, UploadInfo
 
-if TYPE_CHECKING:
-    from .handler import Admit, Received, TusHandler
-
 ENDPOINT_METHODS = "OPTIONS, POST"
-UPLOAD_METHODS = "OPTIONS, HEAD, PATCH, DELETE, GET"
 INTEROP = {"Upload-Draft-Interop-Version": str(d.INTEROP_VERSION)}
 
 
 class DraftHandler:
-    """The draft's verbs, on the store, locker, hooks and shared steps of `core`."""
+    """The draft's verbs, on the store, locks and hooks of `steps`."""
 
-    def __init__(self, core: TusHandler) -> None:
-        self.core = core
+    def __init__(self, steps: UploadSteps) -> None:
+        self.steps = steps
 
     async def dispatch(self, request: Request, route: str) -> Reply:
         d.check_draft_request(request.field(d.INTEROP_HEADER), "tus-resumable" in request.headers)
@@ -45,7 +41,7 @@ class DraftHandler:
             if method == "POST":
                 return await self._create(request)
             raise p.TusError(405, "method not allowed", {"Allow": ENDPOINT_METHODS})
-        upload_id = self.core._upload_id(request.scope, route)
+        upload_id = self.steps.upload_id(request.scope, route)
         if method == "OPTIONS":
             return self._options(UPLOAD_METHODS)
         if method == "HEAD":
@@ -53,10 +49,10 @@ class DraftHandler:
         if method == "PATCH":
             return await self._append(request, upload_id)
         if method == "DELETE":
-            await self.core._terminate(request, upload_id, d.DRAFT)
+            await self.steps.terminate(request, upload_id, d.DRAFT)
             return _reply(204, {})
         if method == "GET":
-            download = await self.core._download(request, upload_id)
+            download = await self.steps.download(request, upload_id)
             download.headers.update(INTEROP)
             download.protocol = d.DRAFT
             return download
@@ -84,7 +80,7 @@ class DraftHandler:
         complete = _required_flag(request)
         content_length = p.parse_content_length(h.get("content-length"))
         length = d.announced_length(d.parse_size(request.field("upload-length")), complete, content_length, 0)
-        if length is None and not isinstance(self.core.store, LengthDeferrer):
+        if length is None and not isinstance(self.steps.store, LengthDeferrer):
             raise p.TusError(400, "this server's store needs the length up front: send Upload-Length")
         self._check_max_size(length)
         self._check_room(length, 0, content_length)
@@ -94,7 +90,7 @@ class DraftHandler:
             metadata=dict(d.representation_metadata(h.get("content-type"), h.get("content-disposition"))),
             protocol=d.DRAFT,
         )
-        info, headers = await self.core._open(upload, request)
+        info, headers = await self.steps.open(upload, request)
         try:
             if info.is_complete:
                 # An empty upload is complete the moment it exists.
@@ -114,8 +110,8 @@ class DraftHandler:
 
     async def _head(self, request: Request, upload_id: str) -> Reply:
         # Taking the lock ends a stalled append to this upload, as the draft recommends.
-        async with self.core.locker.hold(upload_id, _ignore, requested_at=request.arrived_at):
-            info = await self.core._live_info(upload_id, d.DRAFT)
+        async with self.steps.locker.hold(upload_id, ignore_release, requested_at=request.arrived_at):
+            info = await self.steps.live_info(upload_id, d.DRAFT)
         headers = {**_state(info), "Cache-Control": "no-store", **self._limits(info)}
         if info.size is not None:
             headers["Upload-Length"] = str(info.size)
@@ -147,8 +143,8 @@ class DraftHandler:
             length = d.length_to_record(info.size, announced, offset)
             if length is not None:
                 self._check_max_size(length)
-                assert isinstance(self.core.store, LengthDeferrer)
-                info = await self.core.store.declare_length(info.id, length)
+                assert isinstance(self.steps.store, LengthDeferrer)
+                info = await self.steps.store.declare_length(info.id, length)
             self._check_room(info.size, offset, content_length)
             return info
 
@@ -163,7 +159,7 @@ class DraftHandler:
         """Append the request's content through the shared step; finish the upload if this
         request completed it. Returns the upload and the finishing hook's headers."""
         conclude = self._conclude if complete else None
-        received = await self.core._receive(upload_id, request, admit, protocol=d.DRAFT, conclude=conclude)
+        received = await self.steps.receive(upload_id, request, admit, protocol=d.DRAFT, conclude=conclude)
         headers = await self._finish(received.info, request) if received.finished else {}
         interrupted = self._interruption(received)
         if interrupted is not None:
@@ -173,15 +169,15 @@ class DraftHandler:
     async def _conclude(self, info: UploadInfo) -> UploadInfo:
         """The whole content of an `Upload-Complete: ?1` request is in: that is the length."""
         if info.size is None:
-            assert isinstance(self.core.store, LengthDeferrer)
-            return await self.core.store.declare_length(info.id, info.offset)
+            assert isinstance(self.steps.store, LengthDeferrer)
+            return await self.steps.store.declare_length(info.id, info.offset)
         if info.offset != info.size:
             raise d.inconsistent_length(f"the upload was completed at {info.offset} bytes, its length is {info.size}")
         return info
 
     async def _finish(self, info: UploadInfo, request: Request) -> dict[str, str]:
         try:
-            return await self.core._finish(info, request)
+            return await self.steps.finish(info, request)
         except (p.TusError, HookFailed) as error:
             # Every byte is in: the refusal is about processing the upload, not sending it.
             refusal = error if isinstance(error, p.TusError) else p.TusError(error.status, error.reason)
@@ -211,20 +207,20 @@ class DraftHandler:
             self._check_max_size(end)
 
     def _check_max_size(self, length: int | None) -> None:
-        max_size = self.core.options.max_size
+        max_size = self.steps.options.max_size
         if length is not None and max_size and length > max_size:
             raise p.TusError(413, f"upload is larger than the maximum size of {max_size} bytes", self._limits(None))
 
     def _limits(self, info: UploadInfo | None) -> dict[str, str]:
         """Upload-Limit for an upload, or for uploads to come when `info` is None."""
-        expire_after = self.core.options.expire_after
+        expire_after = self.steps.options.expire_after
         max_age: int | None = None
-        if self.core._sweeper is not None and expire_after:
+        if self.steps.expiring and expire_after:
             if info is None:
                 max_age = int(expire_after)
             elif not info.is_complete:
                 max_age = int(info.modified_at + expire_after - time.time())
-        value = d.upload_limit(self.core.options.max_size, max_age)
+        value = d.upload_limit(self.steps.options.max_size, max_age)
         return {"Upload-Limit": value} if value is not None else {}
 
 
@@ -246,7 +242,3 @@ def _required_flag(request: Request) -> bool:
 async def _as_is(info: UploadInfo) -> UploadInfo:
     """Nothing to check before a creation request's content: the upload is brand new."""
     return info
-
-
-def _ignore() -> None:
-    """HEAD holds the lock only briefly and need not react to release requests."""
