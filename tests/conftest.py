@@ -18,8 +18,8 @@ import pytest
 import uvicorn
 from starlette.types import ASGIApp
 
-# Session fixtures that start Redis, PostgreSQL and a Ceph S3 gateway when a test asks for one.
-pytest_plugins = ["services.redis_server", "services.postgres_server", "services.ceph_rgw"]
+# Session fixtures that start Redis, PostgreSQL, a Ceph S3 gateway or Chromium when a test asks for one.
+pytest_plugins = ["services.redis_server", "services.postgres_server", "services.ceph_rgw", "web.browser"]
 
 
 def free_port() -> int:

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
-from conftest import slow_patches
 from playwright.sync_api import Page
+from web.browser import slow_patches
 from web_helpers import TUS, open_page, pause_mid_upload, percent, row_url, upload_row, wait_for
 
 if TYPE_CHECKING:

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
-from conftest import slow_patches
 from playwright.sync_api import Page
+from web.browser import slow_patches
 from web_helpers import TUS, MiB, open_page, pause_mid_upload, percent, row_url, server_offset, upload_row, wait_for
 
 if TYPE_CHECKING:

@@ -1,4 +1,4 @@
-"""A real headless Chromium (the system's, never a downloaded one) driven by Playwright."""
+"""Fixtures for the upload page's tests: the system's headless Chromium, driven by Playwright."""
 
 from __future__ import annotations
 
