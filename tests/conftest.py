@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 import uvicorn
@@ -70,12 +70,17 @@ class RunningServer:
 
 
 def start_server(
-    upload_dir: Path, *flags: str, port: int | None = None, backend: StoreBackend | None = None
+    upload_dir: Path,
+    *flags: str,
+    port: int | None = None,
+    backend: StoreBackend | None = None,
+    output: IO[bytes] | None = None,
 ) -> RunningServer:
     """Start `tusd-py serve` with `flags` on a free port and wait until it listens.
 
     A bare tus server unless `--assets` is among the flags: the tus layer's tests need
-    no API keys. Uploads go to `backend` (the upload dir's files by default).
+    no API keys. Uploads go to `backend` (the upload dir's files by default); the
+    server's stdout and stderr to `output` (the test's own by default).
     """
     port = port or free_port()
     backend = backend or FileBackend(upload_dir)
@@ -100,6 +105,8 @@ def start_server(
             *flags,
         ],
         env=env,
+        stdout=output,
+        stderr=output,
     )
     try:
         wait_for_port(port)

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from conftest import free_port, wait_for_port
+from conftest import start_server
 from prometheus_client.parser import text_string_to_metric_families
 
 
@@ -38,38 +36,12 @@ class LoggedServer:
 
 @contextmanager
 def logged_server(upload_dir: Path, log_path: Path, *flags: str, port: int | None = None) -> Iterator[LoggedServer]:
-    port = port or free_port()
-    if "--assets" not in flags:
-        flags = ("--no-assets", *flags)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TUSD_")}
     with open(log_path, "ab") as log:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tusd_py.cli",
-                "serve",
-                "--port",
-                str(port),
-                "--upload-dir",
-                str(upload_dir),
-                *flags,
-            ],
-            env=env,
-            stdout=log,
-            stderr=log,
-        )
+        server = start_server(upload_dir, *flags, port=port, output=log)
     try:
-        wait_for_port(port)
-        yield LoggedServer(process, port, upload_dir, log_path)
+        yield LoggedServer(server.process, server.port, upload_dir, log_path)
     finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        server.stop()
 
 
 def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
