@@ -39,6 +39,7 @@ import servers
 from loadclient import Body, MiB, Target
 
 HERE = Path(__file__).resolve().parent
+CACHE_PAUSE_S = 3.0
 SCENARIOS = ("limits", "big", "many", "small", "resume")
 SERVERS = ("tusd-py", "tus-node", "tuspyserver", "litestar-tus", "tusd-py-assets")
 
@@ -188,6 +189,34 @@ class Harness:
             }
         )
 
+    def cache_limit(self, round_no: int) -> None:
+        """Buffered writes of new data on the server's core: what storing a big upload costs the
+        kernel before any server code runs."""
+        where = self.temp_dir("cache")
+        command = [sys.executable, str(Path(__file__).resolve()), "--cache-write", str(self.sizes.disk), str(where)]
+        if self.server_cpu is not None:
+            command = ["taskset", "-c", str(self.server_cpu), *command]
+        # Every server starts after the previous measurement's files are gone; on virtual machines
+        # whose host takes back free guest memory after a moment, the pages they get are cold.
+        time.sleep(CACHE_PAUSE_S)
+        try:
+            out = subprocess.run(command, capture_output=True, text=True, check=True, timeout=120)
+        finally:
+            shutil.rmtree(where, ignore_errors=True)
+        seconds, cpu = (float(x) for x in out.stdout.split())
+        self.emit(
+            {
+                "round": round_no,
+                "server": "limit",
+                "scenario": "cache",
+                "ok": True,
+                "bytes": self.sizes.disk,
+                "seconds": seconds,
+                "mb_per_s": self.sizes.disk / seconds / 1e6,
+                "server_cpu_s": cpu,
+            }
+        )
+
     # --- tus scenarios ---
 
     def measure(
@@ -302,6 +331,7 @@ class Harness:
             if "limits" in scenarios:
                 self.loopback_limit(round_no)
                 self.disk_limit(round_no)
+                self.cache_limit(round_no)
             for scenario in scenarios:
                 if scenario == "limits":
                     continue
@@ -315,6 +345,20 @@ class Harness:
                     f"stopping after round {round_no}: another round ({took:.0f} s) would pass the budget", flush=True
                 )
                 break
+
+
+def cache_write(size: int, where: Path) -> None:
+    """Write `size` bytes of new data with 4 MiB `pwrite`s, no `fsync`; print seconds and CPU seconds."""
+    buffer = memoryview(os.urandom(4 * MiB))
+    fd = os.open(where / "write", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        cpu, started = time.process_time(), time.perf_counter()
+        written = 0
+        while written < size:
+            written += os.pwrite(fd, buffer[: min(len(buffer), size - written)], written)
+        print(time.perf_counter() - started, time.process_time() - cpu)
+    finally:
+        os.close(fd)
 
 
 def command_output(command: list[str]) -> str | None:
@@ -360,10 +404,14 @@ def main() -> int:
     parser.add_argument("--no-report", action="store_true", help="write the JSON lines only")
     parser.add_argument("--report-only", type=Path, default=None, help="rebuild the table and chart from a .jsonl")
     parser.add_argument("--sink", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--cache-write", nargs=2, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.sink is not None:
         loadclient.sink(args.sink)
+        return 0
+    if args.cache_write is not None:
+        cache_write(int(args.cache_write[0]), Path(args.cache_write[1]))
         return 0
     if args.report_only is not None:
         report.publish(args.report_only)
