@@ -5,6 +5,13 @@ silent for the read timeout, when another request asks for the upload's lock, or
 hook stops the upload. Each receive is bounded by its own asyncio timeout, which `stop`
 fires at once; cancelling only the receive (never the store's writes) is what keeps
 received bytes safe.
+
+A stopped body still yields what already reached this machine: the buffers the server
+holds and the bytes waiting in the socket, read until the client disconnects, nothing
+arrives for DRAIN_PAUSE, or DRAIN_BYTES / DRAIN_SECONDS are spent. A client that
+reconnects after a network failure ends its old PATCH with its HEAD; without this, the
+bytes the kernel had already taken for that PATCH (megabytes on a fast link) would be
+thrown away and sent again.
 """
 
 from __future__ import annotations
@@ -16,6 +23,10 @@ from starlette.types import Receive
 
 from .protocol.checksum import Hasher
 from .stores import Buffer
+
+DRAIN_PAUSE = 0.1
+DRAIN_SECONDS = 1.0
+DRAIN_BYTES = 32 * 1024 * 1024
 
 
 class BodyReader:
@@ -39,6 +50,7 @@ class BodyReader:
         # Why the body ended before the client finished it: "disconnect", "timeout", or
         # the reason given to stop().
         self.interrupted: str | None = None
+        self._stopped = False
         self._head: bytearray | None = None
         self._head_need = 0
         self._on_head: Callable[[bytes], Awaitable[None]] | None = None
@@ -75,6 +87,7 @@ class BodyReader:
         """End the body as soon as possible; the buffers already received are kept."""
         if self.interrupted is None:
             self.interrupted = reason
+            self._stopped = True
         if self._timeout is not None:
             self._timeout.reschedule(asyncio.get_running_loop().time())
 
@@ -100,16 +113,36 @@ class BodyReader:
             head, self._head = bytes(self._head), None
             await self._on_head(head)
 
-    async def _drain(self) -> Buffer:
-        """One receive that does not wait: returns a body the server already buffered."""
-        try:
-            async with asyncio.timeout(0):
-                message = await self._receive()
-        except TimeoutError:
-            return b""
-        if message["type"] != "http.request":
-            return b""
-        return self._take(message.get("body", b""))
+    async def _drain(self) -> AsyncIterator[Buffer]:
+        """After stop(): what already reached this machine (see the module's note)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + DRAIN_SECONDS
+        drained = 0
+        while drained < DRAIN_BYTES and self.interrupted != "overflow":
+            try:
+                async with asyncio.timeout(min(DRAIN_PAUSE, deadline - loop.time())):
+                    message = await self._receive()
+            except TimeoutError:
+                return
+            if message["type"] != "http.request":
+                return
+            chunk = self._take(message.get("body", b""))
+            if chunk:
+                drained += len(chunk)
+                yield chunk
+                await self._passed(chunk)
+            if not message.get("more_body", False):
+                return
+
+    async def _passed(self, chunk: Buffer) -> None:
+        """What follows each buffer the store has taken: the head watch and progress."""
+        if self._head is not None:
+            await self._grow_head(chunk)
+        if self._on_progress is not None:
+            now = asyncio.get_running_loop().time()
+            if now >= self._next_progress:
+                self._next_progress = now + self._progress_interval
+                self._on_progress(self.received)
 
     def __aiter__(self) -> AsyncIterator[Buffer]:
         return self._chunks()
@@ -123,11 +156,7 @@ class BodyReader:
                 if self.interrupted is None:
                     self.interrupted = "timeout"
                     return
-                # Stopped from outside: keep what the server has already read for us.
-                drained = await self._drain()
-                if drained:
-                    yield drained
-                return
+                break
             finally:
                 self._timeout = None
             if message["type"] == "http.disconnect":
@@ -136,13 +165,10 @@ class BodyReader:
             chunk = self._take(message.get("body", b""))
             if chunk:
                 yield chunk
-                if self._head is not None:
-                    await self._grow_head(chunk)
-                if self._on_progress is not None:
-                    now = asyncio.get_running_loop().time()
-                    if now >= self._next_progress:
-                        self._next_progress = now + self._progress_interval
-                        self._on_progress(self.received)
+                await self._passed(chunk)
             if not message.get("more_body", False) and self.interrupted is None:
                 self.complete = True
                 return
+        if self._stopped:
+            async for chunk in self._drain():
+                yield chunk

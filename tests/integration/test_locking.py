@@ -9,6 +9,7 @@ and its release marker) is known to be the one exercised.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -321,3 +322,44 @@ def test_read_timeout_ends_a_silent_patch_and_keeps_its_bytes(server_factory: Se
     assert 0.8 < elapsed < 5, elapsed
     assert head_offset(url) == 100 * KiB
     assert finish_and_read(url, 100 * KiB, MiB, b"r") == b"q" * (100 * KiB) + b"r" * (MiB - 100 * KiB)
+
+
+# -- a cut PATCH ended by the client's HEAD keeps what reached the server --------------------
+
+
+def test_head_after_a_cut_keeps_every_byte_the_server_had_received(server_factory: ServerFactory) -> None:
+    """A client that loses its connection and asks HEAD at once (tus-js-client's first retry)
+    ends its old PATCH; the bytes the kernel had taken for that PATCH but the server had not
+    read yet are read and kept, not thrown away and sent again."""
+    server = server_factory()
+    size, sent = 64 * MiB, 48 * MiB
+    url = create_upload(server, size)
+    content = os.urandom(MiB) * (sent // MiB)
+    # The server on one core and this client on another, as in the benchmarks: the client
+    # then runs megabytes ahead of the server, which is the case this test is about.
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) >= 2:
+        psutil.Process(server.process.pid).cpu_affinity([cpus[0]])
+        os.sched_setaffinity(0, {cpus[1]})
+
+    async def cut_then_head() -> Reply | None:
+        _, cut = await asyncio.open_connection("127.0.0.1", server.port)
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        try:
+            cut.write(patch_headers(url, 0, size) + content)
+            await cut.drain()
+            cut.close()
+            writer.write(head_request(url))
+            async with asyncio.timeout(10):
+                return await read_reply(reader, has_body=False)
+        finally:
+            writer.close()
+
+    try:
+        head = asyncio.run(cut_then_head())
+    finally:
+        os.sched_setaffinity(0, cpus)
+
+    assert head is not None and head.status == 200
+    assert int(head.headers["upload-offset"]) == sent
+    assert finish_and_read(url, sent, size, b"z") == content[:sent] + b"z" * (size - sent)
