@@ -20,6 +20,7 @@ from .components import build_locker, build_store
 from .config import ServeConfig
 from .handler import TusHandler
 from .hooks import CommandReceiver, HookReceiver, Hooks, HookType, HttpReceiver, Outbox
+from .malloc import keep_freed_buffers
 from .operations import (
     MetricsApp,
     Operations,
@@ -132,6 +133,7 @@ def build_app(config: ServeConfig) -> Operations:
 
 def app_from_env() -> ASGIApp:
     """The app factory uvicorn's worker processes call; settings arrive as TUSD_* variables."""
+    keep_freed_buffers()
     return build_app(ServeConfig.from_env())
 
 
@@ -158,6 +160,7 @@ def serve(config: ServeConfig) -> None:
         os.environ.update(config.to_env())
         uvicorn.run("tusd_py.cli:app_from_env", factory=True, workers=config.workers, **common)
         return
+    keep_freed_buffers()
     app = build_app(config)
     server = uvicorn.Server(uvicorn.Config(app, **common))
     if config.metrics_port is None:
