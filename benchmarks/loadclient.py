@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
 import socket
 import statistics
 import time
@@ -358,9 +359,10 @@ async def loopback(port: int, body: Body, size: int) -> dict[str, object]:
     return {"bytes": size, "seconds": seconds, "mb_per_s": size / seconds / 1e6}
 
 
-def sink(size: int) -> None:
+def sink(size: int, store: str | None = None) -> None:
     """A blocking socket sink, run in its own process: print its port, receive `size` bytes
-    into one reused buffer, answer b"k"."""
+    into one reused buffer (each written to the new file `store` if given), answer b"k"."""
+    fd = os.open(store, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600) if store else None
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen(1)
@@ -368,10 +370,14 @@ def sink(size: int) -> None:
         conn, _ = listener.accept()
         with conn:
             scratch = memoryview(bytearray(4 * MiB))
-            left = size
-            while left:
-                n = conn.recv_into(scratch, min(left, len(scratch)))
+            received = 0
+            while received < size:
+                n = conn.recv_into(scratch, min(size - received, len(scratch)))
                 if not n:
                     break
-                left -= n
+                if fd is not None:
+                    os.pwrite(fd, scratch[:n], received)
+                received += n
             conn.sendall(b"k")
+    if fd is not None:
+        os.close(fd)

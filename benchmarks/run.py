@@ -39,7 +39,12 @@ import servers
 from loadclient import Body, MiB, Target
 
 HERE = Path(__file__).resolve().parent
-CACHE_PAUSE_S = 3.0
+# Each server's upload starts this long after its own start (for asset mode, also the CLI
+# calls that prepare it) and after the previous measurement's files were removed. On
+# virtual machines whose host takes back free guest memory a moment after it is freed,
+# memory freed just before is much cheaper to fill than memory taken back; without the
+# pause, a server that starts faster would meet warmer memory than one that starts slower.
+SETTLE_S = 3.0
 SCENARIOS = ("limits", "big", "many", "small", "resume")
 SERVERS = ("tusd-py", "tus-node", "tuspyserver", "litestar-tus", "tusd-py-assets")
 
@@ -129,9 +134,15 @@ class Harness:
 
     # --- limits ---
 
-    def loopback_limit(self, round_no: int) -> None:
-        size = self.sizes.loopback
+    def loopback_limit(self, round_no: int, store: bool = False) -> None:
+        """One stream into a blocking sink on the server's core; with `store`, the sink also
+        writes what it receives to a new file: the least any server has to do for `big`."""
+        size = self.sizes.loopback if not store else self.sizes.big
+        where = self.temp_dir("sink") if store else None
         command = [sys.executable, str(Path(__file__).resolve()), "--sink", str(size)]
+        if where is not None:
+            command += ["--sink-store", str(where / "upload")]
+            time.sleep(SETTLE_S)
         if self.server_cpu is not None:
             command = ["taskset", "-c", str(self.server_cpu), *command]
         sink = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
@@ -147,11 +158,13 @@ class Harness:
             if sink.poll() is None:
                 sink.kill()
                 sink.wait()
+            if where is not None:
+                shutil.rmtree(where, ignore_errors=True)
         self.emit(
             {
                 "round": round_no,
                 "server": "limit",
-                "scenario": "loopback",
+                "scenario": "store" if store else "loopback",
                 "ok": True,
                 **result,
                 "server_cpu_s": server_cpu,
@@ -189,34 +202,6 @@ class Harness:
             }
         )
 
-    def cache_limit(self, round_no: int) -> None:
-        """Buffered writes of new data on the server's core: what storing a big upload costs the
-        kernel before any server code runs."""
-        where = self.temp_dir("cache")
-        command = [sys.executable, str(Path(__file__).resolve()), "--cache-write", str(self.sizes.disk), str(where)]
-        if self.server_cpu is not None:
-            command = ["taskset", "-c", str(self.server_cpu), *command]
-        # Every server starts after the previous measurement's files are gone; on virtual machines
-        # whose host takes back free guest memory after a moment, the pages they get are cold.
-        time.sleep(CACHE_PAUSE_S)
-        try:
-            out = subprocess.run(command, capture_output=True, text=True, check=True, timeout=120)
-        finally:
-            shutil.rmtree(where, ignore_errors=True)
-        seconds, cpu = (float(x) for x in out.stdout.split())
-        self.emit(
-            {
-                "round": round_no,
-                "server": "limit",
-                "scenario": "cache",
-                "ok": True,
-                "bytes": self.sizes.disk,
-                "seconds": seconds,
-                "mb_per_s": self.sizes.disk / seconds / 1e6,
-                "server_cpu_s": cpu,
-            }
-        )
-
     # --- tus scenarios ---
 
     def measure(
@@ -238,6 +223,7 @@ class Harness:
         try:
             with servers.running(kind, upload_dir, self.server_cpu, size_hint) as server:
                 body = Body(self.buffer, server.prepared.body_prefix)
+                time.sleep(SETTLE_S)
                 ps = server.ps
                 idle_rss = servers.tree_rss(ps)
                 cpu_before = servers.tree_cpu(ps)
@@ -331,7 +317,7 @@ class Harness:
             if "limits" in scenarios:
                 self.loopback_limit(round_no)
                 self.disk_limit(round_no)
-                self.cache_limit(round_no)
+                self.loopback_limit(round_no, store=True)
             for scenario in scenarios:
                 if scenario == "limits":
                     continue
@@ -345,20 +331,6 @@ class Harness:
                     f"stopping after round {round_no}: another round ({took:.0f} s) would pass the budget", flush=True
                 )
                 break
-
-
-def cache_write(size: int, where: Path) -> None:
-    """Write `size` bytes of new data with 4 MiB `pwrite`s, no `fsync`; print seconds and CPU seconds."""
-    buffer = memoryview(os.urandom(4 * MiB))
-    fd = os.open(where / "write", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        cpu, started = time.process_time(), time.perf_counter()
-        written = 0
-        while written < size:
-            written += os.pwrite(fd, buffer[: min(len(buffer), size - written)], written)
-        print(time.perf_counter() - started, time.process_time() - cpu)
-    finally:
-        os.close(fd)
 
 
 def command_output(command: list[str]) -> str | None:
@@ -404,14 +376,11 @@ def main() -> int:
     parser.add_argument("--no-report", action="store_true", help="write the JSON lines only")
     parser.add_argument("--report-only", type=Path, default=None, help="rebuild the table and chart from a .jsonl")
     parser.add_argument("--sink", type=int, default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--cache-write", nargs=2, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--sink-store", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.sink is not None:
-        loadclient.sink(args.sink)
-        return 0
-    if args.cache_write is not None:
-        cache_write(int(args.cache_write[0]), Path(args.cache_write[1]))
+        loadclient.sink(args.sink, args.sink_store)
         return 0
     if args.report_only is not None:
         report.publish(args.report_only)
