@@ -39,12 +39,6 @@ import servers
 from loadclient import Body, MiB, Target
 
 HERE = Path(__file__).resolve().parent
-# Each server's upload starts this long after its own start (for asset mode, also the CLI
-# calls that prepare it) and after the previous measurement's files were removed. On
-# virtual machines whose host takes back free guest memory a moment after it is freed,
-# memory freed just before is much cheaper to fill than memory taken back; without the
-# pause, a server that starts faster would meet warmer memory than one that starts slower.
-SETTLE_S = 3.0
 SCENARIOS = ("limits", "big", "many", "small", "resume")
 SERVERS = ("tusd-py", "tus-node", "tuspyserver", "litestar-tus", "tusd-py-assets")
 
@@ -142,7 +136,6 @@ class Harness:
         command = [sys.executable, str(Path(__file__).resolve()), "--sink", str(size)]
         if where is not None:
             command += ["--sink-store", str(where / "upload")]
-            time.sleep(SETTLE_S)
         if self.server_cpu is not None:
             command = ["taskset", "-c", str(self.server_cpu), *command]
         sink = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
@@ -223,7 +216,6 @@ class Harness:
         try:
             with servers.running(kind, upload_dir, self.server_cpu, size_hint) as server:
                 body = Body(self.buffer, server.prepared.body_prefix)
-                time.sleep(SETTLE_S)
                 ps = server.ps
                 idle_rss = servers.tree_rss(ps)
                 cpu_before = servers.tree_cpu(ps)
