@@ -117,3 +117,17 @@ def test_a_timed_out_body_is_not_drained() -> None:
 
     assert got == [b"a"]
     assert reader.interrupted == "timeout"
+
+
+@pytest.mark.parametrize("reason", ["stopped", "shutdown"])
+def test_a_body_stopped_by_a_hook_or_the_shutdown_ends_at_once(reason: str) -> None:
+    async def main() -> tuple[list[bytes], BodyReader]:
+        inbox = Inbox()
+        for part in (b"a", b"b", b"c"):
+            inbox.chunk(part)
+        return await read_stopped_after_first(inbox, reason)
+
+    got, reader = asyncio.run(main())
+
+    assert got == [b"a"]
+    assert reader.interrupted == reason

@@ -6,12 +6,13 @@ hook stops the upload. Each receive is bounded by its own asyncio timeout, which
 fires at once; cancelling only the receive (never the store's writes) is what keeps
 received bytes safe.
 
-A stopped body still yields what already reached this machine: the buffers the server
-holds and the bytes waiting in the socket, read until the client disconnects, nothing
-arrives for DRAIN_PAUSE, or DRAIN_BYTES / DRAIN_SECONDS are spent. A client that
-reconnects after a network failure ends its old PATCH with its HEAD; without this, the
-bytes the kernel had already taken for that PATCH (megabytes on a fast link) would be
-thrown away and sent again.
+A body released to a newer request for its upload still yields what already reached
+this machine: the buffers the server holds and the bytes waiting in the socket, read
+until the client disconnects, nothing arrives for DRAIN_PAUSE, or DRAIN_BYTES /
+DRAIN_SECONDS are spent. A client that reconnects after a network failure ends its old
+PATCH with its HEAD; without this, the bytes the kernel had already taken for that PATCH
+(megabytes on a fast link) would be thrown away and sent again. A body stopped for any
+other reason (a hook's StopUpload, the server shutting down) ends at once.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from .stores import Buffer
 DRAIN_PAUSE = 0.1
 DRAIN_SECONDS = 1.0
 DRAIN_BYTES = 32 * 1024 * 1024
+RELEASED = "released"
 
 
 class BodyReader:
@@ -50,7 +52,7 @@ class BodyReader:
         # Why the body ended before the client finished it: "disconnect", "timeout", or
         # the reason given to stop().
         self.interrupted: str | None = None
-        self._stopped = False
+        self._drain_after = False
         self._head: bytearray | None = None
         self._head_need = 0
         self._on_head: Callable[[bytes], Awaitable[None]] | None = None
@@ -87,7 +89,7 @@ class BodyReader:
         """End the body as soon as possible; the buffers already received are kept."""
         if self.interrupted is None:
             self.interrupted = reason
-            self._stopped = True
+            self._drain_after = reason == RELEASED
         if self._timeout is not None:
             self._timeout.reschedule(asyncio.get_running_loop().time())
 
@@ -114,7 +116,7 @@ class BodyReader:
             await self._on_head(head)
 
     async def _drain(self) -> AsyncIterator[Buffer]:
-        """After stop(): what already reached this machine (see the module's note)."""
+        """After stop(RELEASED): what already reached this machine (see the module's note)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + DRAIN_SECONDS
         drained = 0
@@ -169,6 +171,6 @@ class BodyReader:
             if not message.get("more_body", False) and self.interrupted is None:
                 self.complete = True
                 return
-        if self._stopped:
+        if self._drain_after:
             async for chunk in self._drain():
                 yield chunk

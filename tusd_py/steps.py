@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from starlette.types import Scope
 
 from . import protocol as p
-from .body import BodyReader
+from .body import RELEASED, BodyReader
 from .exchange import Reply, Request
 from .hook_calls import HookCalls, hook_headers, hook_refusal, snapshot_of
 from .hooks import HookFailed, Hooks, HookType
@@ -48,7 +48,7 @@ class Received:
 
 
 _INTERRUPTIONS = {
-    "released": (400, "upload was interrupted by another request for it"),
+    RELEASED: (400, "upload was interrupted by another request for it"),
     "timeout": (408, "no data received within the read timeout"),
     "overflow": (413, "body goes past the upload's length"),
     "stopped": (400, "upload has been stopped by the server"),
@@ -211,7 +211,7 @@ class UploadSteps:
         """
         reader = BodyReader(request.receive, read_timeout=self.options.read_timeout)
         progress: list[asyncio.Task[None]] = []
-        async with self.locker.hold(upload_id, lambda: reader.stop("released"), requested_at=request.arrived_at):
+        async with self.locker.hold(upload_id, lambda: reader.stop(RELEASED), requested_at=request.arrived_at):
             info = await self.live_info(upload_id, protocol)
             was_complete = info.is_complete
             info = await admit(info)
