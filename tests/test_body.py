@@ -120,14 +120,41 @@ def test_a_timed_out_body_is_not_drained() -> None:
 
 
 @pytest.mark.parametrize("reason", ["stopped", "shutdown"])
-def test_a_body_stopped_by_a_hook_or_the_shutdown_ends_at_once(reason: str) -> None:
+def test_a_body_stopped_by_a_hook_or_the_shutdown_keeps_only_what_the_server_holds(reason: str) -> None:
     async def main() -> tuple[list[bytes], BodyReader]:
         inbox = Inbox()
-        for part in (b"a", b"b", b"c"):
+        for part in (b"a", b"b"):
             inbox.chunk(part)
-        return await read_stopped_after_first(inbox, reason)
+
+        async def late() -> None:
+            await asyncio.sleep(0.05)
+            inbox.chunk(b"late")
+
+        sender = asyncio.create_task(late())
+        got, reader = await read_stopped_after_first(inbox, reason)
+        await sender
+        return got, reader
 
     got, reader = asyncio.run(main())
 
-    assert got == [b"a"]
+    # "b" was already held; "late" arrives after the stop and is not waited for.
+    assert got == [b"a", b"b"]
     assert reader.interrupted == reason
+
+
+def test_a_released_body_waits_a_moment_for_bytes_still_arriving() -> None:
+    async def main() -> list[bytes]:
+        inbox = Inbox()
+        inbox.chunk(b"a")
+
+        async def late() -> None:
+            await asyncio.sleep(body.DRAIN_PAUSE / 4)
+            inbox.chunk(b"late")
+            inbox.disconnect()
+
+        sender = asyncio.create_task(late())
+        got, _ = await read_stopped_after_first(inbox)
+        await sender
+        return got
+
+    assert asyncio.run(main()) == [b"a", b"late"]

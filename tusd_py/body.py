@@ -12,7 +12,8 @@ until the client disconnects, nothing arrives for DRAIN_PAUSE, or DRAIN_BYTES /
 DRAIN_SECONDS are spent. A client that reconnects after a network failure ends its old
 PATCH with its HEAD; without this, the bytes the kernel had already taken for that PATCH
 (megabytes on a fast link) would be thrown away and sent again. A body stopped for any
-other reason (a hook's StopUpload, the server shutting down) ends at once.
+other reason (a hook's StopUpload, the server shutting down) keeps only the buffers the
+server already holds, without waiting for more.
 """
 
 from __future__ import annotations
@@ -52,7 +53,8 @@ class BodyReader:
         # Why the body ended before the client finished it: "disconnect", "timeout", or
         # the reason given to stop().
         self.interrupted: str | None = None
-        self._drain_after = False
+        # Set by stop(): how long the drain that follows waits for each further buffer.
+        self._drain_pause: float | None = None
         self._head: bytearray | None = None
         self._head_need = 0
         self._on_head: Callable[[bytes], Awaitable[None]] | None = None
@@ -89,7 +91,7 @@ class BodyReader:
         """End the body as soon as possible; the buffers already received are kept."""
         if self.interrupted is None:
             self.interrupted = reason
-            self._drain_after = reason == RELEASED
+            self._drain_pause = DRAIN_PAUSE if reason == RELEASED else 0.0
         if self._timeout is not None:
             self._timeout.reschedule(asyncio.get_running_loop().time())
 
@@ -115,14 +117,14 @@ class BodyReader:
             head, self._head = bytes(self._head), None
             await self._on_head(head)
 
-    async def _drain(self) -> AsyncIterator[Buffer]:
-        """After stop(RELEASED): what already reached this machine (see the module's note)."""
+    async def _drain(self, pause: float) -> AsyncIterator[Buffer]:
+        """After stop(): what already reached this machine (see the module's note)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + DRAIN_SECONDS
         drained = 0
         while drained < DRAIN_BYTES and self.interrupted != "overflow":
             try:
-                async with asyncio.timeout(min(DRAIN_PAUSE, deadline - loop.time())):
+                async with asyncio.timeout(min(pause, deadline - loop.time())):
                     message = await self._receive()
             except TimeoutError:
                 return
@@ -158,6 +160,7 @@ class BodyReader:
                 if self.interrupted is None:
                     self.interrupted = "timeout"
                     return
+                # Stopped from outside while waiting for the next buffer.
                 break
             finally:
                 self._timeout = None
@@ -171,6 +174,6 @@ class BodyReader:
             if not message.get("more_body", False) and self.interrupted is None:
                 self.complete = True
                 return
-        if self._drain_after:
-            async for chunk in self._drain():
+        if self._drain_pause is not None:
+            async for chunk in self._drain(self._drain_pause):
                 yield chunk

@@ -5,8 +5,8 @@ the store has written it. With glibc's defaults, freed memory at the top of the 
 back to the kernel as soon as it passes twice the largest buffer freed so far, and the
 next buffers fault fresh pages in again (each zeroed, and on virtual machines whose host
 takes back free guest memory, each faulted on the host too). With allocations under
-MMAP_THRESHOLD kept on the heap and up to TRIM_THRESHOLD of free heap kept for reuse, a
-1 GiB upload took 1.2-1.5 s of server CPU instead of 2.0-2.1 s on the machine the
+MMAP_THRESHOLD kept on the heap and up to TRIM_THRESHOLD of free heap kept for reuse, one
+PATCH took 1.2-1.7 s of server CPU per GiB instead of 1.8-2.1 s on the machine the
 benchmarks ran on, at the same peak RSS.
 
 `tusd-py serve` applies this in each of its processes. An app mounted in another server
